@@ -1,0 +1,272 @@
+"""The memory database schema, as append-only sqlite-utils migrations.
+
+This file imports nothing from the package so that the sqlite-utils CLI can run it on its own:
+
+    sqlite-utils migrate memory.db datasette_claude_mem/migrations.py
+
+Released steps are never edited: a change to the schema is a new ``mNNN_verb_noun`` step.
+"""
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("datasette_claude_mem")
+
+# A UUIDv7-shaped id (48-bit millisecond time, then random bits), made by SQLite itself so that
+# rows inserted by hand get an id that sorts with the ids the store makes in Python.
+_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+ID_DEFAULT = (
+    "(lower(printf('%08x-%04x-7%03x-%04x-%012x', "
+    f"{_MS} >> 16, {_MS} & 65535, random() & 4095, "
+    "32768 + (random() & 16383), random() & 281474976710655)))"
+)
+NOW_DEFAULT = "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+
+# Columns with a natural default say NOT NULL ON CONFLICT REPLACE: `sqlite-utils insert` sends
+# NULL for a key that one row of a file lacks and another has, and this turns that NULL into the
+# default instead of an error.
+_ID = f"id TEXT PRIMARY KEY NOT NULL ON CONFLICT REPLACE DEFAULT {ID_DEFAULT}"
+
+
+def _ts(name: str) -> str:
+    return f"{name} TEXT NOT NULL ON CONFLICT REPLACE DEFAULT {NOW_DEFAULT}"
+
+
+def _json_array(name: str) -> str:
+    return (
+        f"{name} TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '[]' "
+        f"CHECK (json_valid({name}) AND json_type({name}) = 'array')"
+    )
+
+
+def _json_object(name: str) -> str:
+    return (
+        f"{name} TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '{{}}' "
+        f"CHECK (json_valid({name}) AND json_type({name}) = 'object')"
+    )
+
+
+def _enum(name: str, values: tuple[str, ...], default: str | None = None) -> str:
+    allowed = ", ".join(f"'{v}'" for v in values)
+    default_sql = f" ON CONFLICT REPLACE DEFAULT '{default}'" if default else ""
+    return f"{name} TEXT NOT NULL{default_sql} CHECK ({name} IN ({allowed}))"
+
+
+def _int(name: str, default: int) -> str:
+    return f"{name} INTEGER NOT NULL ON CONFLICT REPLACE DEFAULT {default}"
+
+
+def _confidence(name: str, default: float) -> str:
+    return (
+        f"{name} REAL NOT NULL ON CONFLICT REPLACE DEFAULT {default} "
+        f"CHECK ({name} >= 0.0 AND {name} <= 1.0)"
+    )
+
+
+@migrations(name="m001_enable_wal", transactional=False)
+def m001_enable_wal(db: Database) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+
+
+@migrations(name="m002_create_tables")
+def m002_create_tables(db: Database) -> None:
+    statements = [
+        f"""CREATE TABLE sessions (
+            {_ID},
+            project TEXT NOT NULL,
+            project_dir TEXT NOT NULL,
+            {_ts("started_at")},
+            ended_at TEXT,
+            {_enum("status", ("active", "closed", "error"), "active")},
+            summary TEXT,
+            {_int("observation_count", 0)}
+        )""",
+        f"""CREATE TABLE pending_queue (
+            {_ID},
+            project TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '',
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            tool_use_id TEXT NOT NULL ON CONFLICT REPLACE DEFAULT {ID_DEFAULT},
+            tool_name TEXT NOT NULL,
+            {_json_array("files_touched")},
+            {_enum("status", ("raw", "processing", "done", "error"), "raw")},
+            {_int("attempts", 0)},
+            {_int("max_attempts", 3)},
+            lease_owner TEXT,
+            lease_expires_at TEXT,
+            {_ts("available_at")},
+            last_error TEXT,
+            {_int("raw_bytes", 0)},
+            {_int("truncated", 0)} CHECK (truncated IN (0, 1)),
+            {_ts("created_at")},
+            {_ts("updated_at")},
+            completed_at TEXT,
+            UNIQUE (session_id, tool_use_id)
+        )""",
+        # The large payload lives apart from the queue row, so that claiming and completing
+        # items rewrites a few hundred bytes, not the whole tool output.
+        f"""CREATE TABLE pending_payloads (
+            item_id TEXT PRIMARY KEY NOT NULL REFERENCES pending_queue(id) ON DELETE CASCADE,
+            {_json_object("tool_input")},
+            raw_output TEXT NOT NULL ON CONFLICT REPLACE DEFAULT ''
+        )""",
+        f"""CREATE TABLE observations (
+            {_ID},
+            project TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '',
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            queue_item_id TEXT REFERENCES pending_queue(id) ON DELETE SET NULL,
+            tool_name TEXT NOT NULL,
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            detail TEXT,
+            {_json_array("files_touched")},
+            {_json_array("functions_changed")},
+            {_int("tokens_raw", 0)},
+            {_int("tokens_compressed", 0)},
+            content_hash TEXT UNIQUE,
+            embedding BLOB,
+            embedding_model TEXT,
+            embedding_version TEXT,
+            {_ts("created_at")}
+        )""",
+        f"""CREATE TABLE function_map (
+            {_ID},
+            project TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '',
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            file_path TEXT NOT NULL,
+            qualified_name TEXT NOT NULL,
+            {_enum("kind", ("function", "method", "async_function", "async_method", "class"))},
+            signature TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '',
+            docstring TEXT,
+            body_hash TEXT NOT NULL,
+            {_json_array("decorators")},
+            {_enum("change_type", ("new", "modified", "deleted", "unchanged"), "new")},
+            {_ts("updated_at")},
+            UNIQUE (project, file_path, qualified_name, session_id)
+        )""",
+        f"""CREATE TABLE call_graph (
+            {_ID},
+            project TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '',
+            caller_file TEXT NOT NULL,
+            caller_function TEXT NOT NULL,
+            callee_file TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '',
+            callee_function TEXT NOT NULL,
+            {_enum("resolution", ("direct", "self_method", "import", "unresolved"))},
+            {_confidence("confidence", 1.0)},
+            {_int("times_confirmed", 0)},
+            {_enum("source", ("ast", "observation"), "ast")},
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            {_ts("created_at")},
+            UNIQUE (project, caller_file, caller_function, callee_file, callee_function)
+        )""",
+        f"""CREATE TABLE learnings (
+            {_ID},
+            project TEXT,
+            {_enum("category", ("architecture", "convention", "gotcha", "dependency", "pattern"))},
+            content TEXT NOT NULL CHECK (length(trim(content)) > 0),
+            {_confidence("confidence", 0.5)},
+            source_session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+            {_int("is_active", 1)} CHECK (is_active IN (0, 1)),
+            {_ts("created_at")},
+            {_ts("updated_at")}
+        )""",
+        f"""CREATE TABLE event_log (
+            {_ID},
+            project TEXT,
+            session_id TEXT,
+            event_type TEXT NOT NULL,
+            {_json_object("data")},
+            duration_ms INTEGER,
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            {_ts("created_at")}
+        )""",
+        # The ten indexes of the storage design, by those names, led by project where reads are.
+        "CREATE INDEX idx_obs_session ON observations(session_id, created_at)",
+        "CREATE INDEX idx_fn_file ON function_map(project, file_path)",
+        "CREATE INDEX idx_fn_session ON function_map(session_id)",
+        "CREATE INDEX idx_fn_change ON function_map(project, change_type)",
+        "CREATE INDEX idx_cg_caller ON call_graph(project, caller_function, caller_file)",
+        "CREATE INDEX idx_cg_callee ON call_graph(project, callee_function, callee_file)",
+        "CREATE INDEX idx_queue_status ON pending_queue(status, available_at)",
+        "CREATE INDEX idx_log_session ON event_log(session_id)",
+        "CREATE INDEX idx_log_type ON event_log(event_type)",
+        "CREATE INDEX idx_log_time ON event_log(created_at)",
+        # Reads by project.
+        "CREATE INDEX idx_sessions_project ON sessions(project, started_at)",
+        "CREATE INDEX idx_obs_project ON observations(project, created_at)",
+        "CREATE INDEX idx_learn_project ON learnings(project, is_active, confidence)",
+        "CREATE INDEX idx_queue_project ON pending_queue(project, status)",
+        "CREATE INDEX idx_queue_session ON pending_queue(session_id)",
+        "CREATE INDEX idx_queue_lease ON pending_queue(lease_expires_at) "
+        "WHERE status = 'processing'",
+        "CREATE INDEX idx_cg_session ON call_graph(session_id)",
+        # Rows added by hand name only their session: take the project from it.
+        """CREATE TRIGGER observations_project AFTER INSERT ON observations
+            WHEN NEW.project = '' BEGIN
+            UPDATE observations SET project = coalesce(
+                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
+            WHERE rowid = NEW.rowid;
+        END""",
+        """CREATE TRIGGER pending_queue_project AFTER INSERT ON pending_queue
+            WHEN NEW.project = '' BEGIN
+            UPDATE pending_queue SET project = coalesce(
+                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
+            WHERE rowid = NEW.rowid;
+        END""",
+        """CREATE TRIGGER function_map_project AFTER INSERT ON function_map
+            WHEN NEW.project = '' BEGIN
+            UPDATE function_map SET project = coalesce(
+                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
+            WHERE rowid = NEW.rowid;
+        END""",
+        """CREATE TRIGGER call_graph_project AFTER INSERT ON call_graph
+            WHEN NEW.project = '' BEGIN
+            UPDATE call_graph SET project = coalesce(
+                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
+            WHERE rowid = NEW.rowid;
+        END""",
+        # The session's observation_count follows its observations, whoever inserts them.
+        """CREATE TRIGGER observations_count_insert AFTER INSERT ON observations BEGIN
+            UPDATE sessions SET observation_count = observation_count + 1
+            WHERE id = NEW.session_id;
+        END""",
+        """CREATE TRIGGER observations_count_delete AFTER DELETE ON observations BEGIN
+            UPDATE sessions SET observation_count = max(observation_count - 1, 0)
+            WHERE id = OLD.session_id;
+        END""",
+    ]
+    for statement in statements:
+        db.execute(statement)
+    _create_fts(db, "observations", ["title", "summary", "detail"])
+    _create_fts(db, "learnings", ["content"])
+
+
+def _create_fts(db: Database, table: str, columns: list[str]) -> None:
+    """External-content FTS5 kept in step by triggers.
+
+    An update is a delete of the old text and an insert of the new; INSERT OR REPLACE is
+    safe when recursive_triggers is on, which every connection of this project sets.
+    """
+    fts = f"{table}_fts"
+    cols = ", ".join(columns)
+    new_cols = ", ".join(f"new.{c}" for c in columns)
+    old_cols = ", ".join(f"old.{c}" for c in columns)
+    db.execute(
+        f"CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content='{table}', "
+        "content_rowid='rowid', tokenize='porter unicode61')"
+    )
+    db.execute(
+        f"""CREATE TRIGGER {table}_ai AFTER INSERT ON {table} BEGIN
+            INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new_cols});
+        END"""
+    )
+    db.execute(
+        f"""CREATE TRIGGER {table}_ad AFTER DELETE ON {table} BEGIN
+            INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.rowid, {old_cols});
+        END"""
+    )
+    db.execute(
+        f"""CREATE TRIGGER {table}_au AFTER UPDATE OF {cols} ON {table} BEGIN
+            INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.rowid, {old_cols});
+            INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new_cols});
+        END"""
+    )

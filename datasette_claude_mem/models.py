@@ -1,0 +1,422 @@
+"""The shape of every record: one Pydantic model per stored row, and one per write request.
+
+Lists are Python lists here and JSON text in SQLite; timestamps are UTC ISO 8601 text with
+milliseconds and a Z, the same text the database writes for its own defaults, so that rows
+sort the same whoever wrote them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_id_lock = threading.Lock()
+_last_id = 0
+
+
+def new_id() -> str:
+    """A UUIDv7: sorts by creation time, and strictly increases within one process."""
+    global _last_id
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 64) & 0xFFF) << 64 | (0b10 << 62)
+    value |= rand & ((1 << 62) - 1)
+    with _id_lock:
+        if value <= _last_id:
+            value = _last_id + 1
+        _last_id = value
+    return str(uuid.UUID(int=value))
+
+
+def format_ts(moment: datetime) -> str:
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def utc_now() -> str:
+    return format_ts(datetime.now(UTC))
+
+
+def encode_embedding(vector: list[float] | None) -> bytes | None:
+    """Little-endian float32, the layout llm and sqlite-vec read."""
+    if vector is None:
+        return None
+    return struct.pack(f"<{len(vector)}f", *vector)
+
+
+def decode_embedding(blob: bytes | None) -> list[float] | None:
+    if blob is None:
+        return None
+    return list(struct.unpack(f"<{len(blob) // 4}f", blob))
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+    ERROR = "error"
+
+
+class QueueStatus(StrEnum):
+    RAW = "raw"
+    PROCESSING = "processing"
+    DONE = "done"
+    ERROR = "error"
+
+
+class ChangeType(StrEnum):
+    NEW = "new"
+    MODIFIED = "modified"
+    DELETED = "deleted"
+    UNCHANGED = "unchanged"
+
+
+class FunctionKind(StrEnum):
+    FUNCTION = "function"
+    METHOD = "method"
+    ASYNC_FUNCTION = "async_function"
+    ASYNC_METHOD = "async_method"
+    CLASS = "class"
+
+
+class CallResolution(StrEnum):
+    DIRECT = "direct"
+    SELF_METHOD = "self_method"
+    IMPORT = "import"
+    UNRESOLVED = "unresolved"
+
+
+class LearningCategory(StrEnum):
+    ARCHITECTURE = "architecture"
+    CONVENTION = "convention"
+    GOTCHA = "gotcha"
+    DEPENDENCY = "dependency"
+    PATTERN = "pattern"
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class Input(BaseModel):
+    """A write request: unknown fields are an error, so a typo is not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Record(BaseModel):
+    """A stored row. JSON_FIELDS are decoded from their JSON text when read from SQLite."""
+
+    model_config = ConfigDict(from_attributes=True)
+    JSON_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decode_json(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.JSON_FIELDS:
+            data = dict(data)
+            for name in cls.JSON_FIELDS:
+                if isinstance(data.get(name), str):
+                    data[name] = json.loads(data[name])
+        return data
+
+
+# Sessions
+
+
+class SessionStart(Input):
+    id: NonEmpty | None = None
+    project_dir: NonEmpty
+    project: NonEmpty | None = Field(
+        None, description="Project key; derived from project_dir (its repository) when omitted"
+    )
+    summary: str | None = None
+
+
+class SessionUpdate(Input):
+    status: SessionStatus | None = None
+    summary: str | None = None
+    ended_at: datetime | None = None
+
+
+class SessionClose(Input):
+    summary: str | None = None
+    status: SessionStatus = SessionStatus.CLOSED
+
+
+class Session(Record):
+    id: str
+    project: str
+    project_dir: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    status: SessionStatus
+    summary: str | None = None
+    observation_count: int = 0
+
+
+# Observations
+
+
+class ObservationCreate(Input):
+    session_id: NonEmpty
+    tool_name: NonEmpty
+    title: NonEmpty
+    summary: str
+    detail: str | None = None
+    files_touched: list[str] = Field(default_factory=list)
+    functions_changed: list[str] = Field(default_factory=list)
+    tokens_raw: Count = 0
+    tokens_compressed: Count = 0
+    queue_item_id: str | None = None
+    embedding: list[float] | None = None
+    embedding_model: str | None = None
+    embedding_version: str | None = None
+
+    @model_validator(mode="after")
+    def _embedding_has_model(self) -> ObservationCreate:
+        if self.embedding is not None and not self.embedding_model:
+            raise ValueError("an embedding needs its embedding_model")
+        return self
+
+
+class Observation(Record):
+    JSON_FIELDS = ("files_touched", "functions_changed")
+    id: str
+    project: str
+    session_id: str
+    queue_item_id: str | None = None
+    tool_name: str
+    title: str
+    summary: str
+    detail: str | None = None
+    files_touched: list[str] = Field(default_factory=list)
+    functions_changed: list[str] = Field(default_factory=list)
+    tokens_raw: int = 0
+    tokens_compressed: int = 0
+    content_hash: str | None = None
+    embedding: list[float] | None = None
+    embedding_model: str | None = None
+    embedding_version: str | None = None
+    created_at: datetime
+
+    @field_validator("embedding", mode="before")
+    @classmethod
+    def _decode_blob(cls, value: Any) -> Any:
+        return decode_embedding(value) if isinstance(value, bytes) else value
+
+
+# Function map and call graph
+
+
+class FunctionInput(Input):
+    qualified_name: NonEmpty
+    kind: FunctionKind
+    signature: str = ""
+    docstring: str | None = None
+    body_hash: NonEmpty
+    decorators: list[str] = Field(default_factory=list)
+
+
+class FunctionMapUpsert(Input):
+    """Every function of one file as it is now: the ones missing are recorded as deleted."""
+
+    session_id: NonEmpty
+    file_path: NonEmpty
+    functions: list[FunctionInput]
+
+
+class FunctionMapEntry(Record):
+    JSON_FIELDS = ("decorators",)
+    id: str
+    project: str
+    session_id: str
+    file_path: str
+    qualified_name: str
+    kind: FunctionKind
+    signature: str
+    docstring: str | None = None
+    body_hash: str
+    decorators: list[str] = Field(default_factory=list)
+    change_type: ChangeType
+    updated_at: datetime
+
+
+class EdgeInput(Input):
+    caller_file: NonEmpty
+    caller_function: NonEmpty
+    callee_file: str = ""
+    callee_function: NonEmpty
+    resolution: CallResolution
+    confidence: Confidence = 1.0
+    source: str = Field("ast", pattern="^(ast|observation)$")
+
+
+class EdgesAdd(Input):
+    session_id: NonEmpty
+    edges: list[EdgeInput]
+    replace_file: str | None = Field(
+        None, description="Drop this caller file's earlier edges first (a fresh parse of it)"
+    )
+
+
+class CallGraphEdge(Record):
+    id: str
+    project: str
+    caller_file: str
+    caller_function: str
+    callee_file: str
+    callee_function: str
+    resolution: CallResolution
+    confidence: float
+    times_confirmed: int
+    source: str
+    session_id: str
+    created_at: datetime
+
+
+# Learnings
+
+
+class LearningCreate(Input):
+    category: LearningCategory
+    content: NonEmpty
+    confidence: Confidence = 0.5
+    project: str | None = Field(None, description="None makes a global learning")
+    source_session_id: str | None = None
+
+
+class LearningUpdate(Input):
+    category: LearningCategory | None = None
+    content: NonEmpty | None = None
+    confidence: Confidence | None = None
+    is_active: bool | None = None
+
+
+class Learning(Record):
+    id: str
+    project: str | None = None
+    category: LearningCategory
+    content: str
+    confidence: float
+    source_session_id: str | None = None
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# Queue
+
+
+class QueueItemCreate(Input):
+    session_id: NonEmpty
+    tool_use_id: NonEmpty | None = Field(None, description="Repeats of one tool use add nothing")
+    tool_name: NonEmpty
+    tool_input: dict[str, Any] = Field(default_factory=dict)
+    raw_output: str = ""
+    files_touched: list[str] = Field(default_factory=list)
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    truncated: bool = False
+
+
+class QueueClaim(Input):
+    worker: NonEmpty = "api"
+    n: Annotated[int, Field(ge=1, le=500)] = 5
+    lease_seconds: Annotated[float, Field(gt=0, le=86400)] = 300
+    project: str | None = None
+
+
+class QueueComplete(Input):
+    worker: NonEmpty
+    observation: ObservationCreate | None = None
+
+
+class QueueFail(Input):
+    worker: NonEmpty
+    error: NonEmpty
+
+
+class QueueRetry(Input):
+    project: str | None = None
+    dead_letters: bool = Field(False, description="Also give dead letters one more attempt")
+
+
+class QueueItem(Record):
+    JSON_FIELDS = ("files_touched", "tool_input")
+    id: str
+    project: str
+    session_id: str
+    tool_use_id: str
+    tool_name: str
+    files_touched: list[str] = Field(default_factory=list)
+    status: QueueStatus
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    available_at: datetime
+    last_error: str | None = None
+    raw_bytes: int = 0
+    truncated: bool = False
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    tool_input: dict[str, Any] | None = None
+    raw_output: str | None = None
+
+
+class QueueStats(BaseModel):
+    project: str | None = None
+    raw: int = 0
+    processing: int = 0
+    done: int = 0
+    failed: int = Field(0, description="Errors that will be retried")
+    dead_letters: int = Field(0, description="Errors with no attempts left")
+    retries: int = Field(0, description="Attempts beyond the first, over all items")
+    oldest_waiting_age_seconds: float | None = None
+
+
+# Event log
+
+
+class EventCreate(Input):
+    event_type: NonEmpty
+    session_id: str | None = None
+    project: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    duration_ms: Count | None = None
+    tokens_in: Count | None = None
+    tokens_out: Count | None = None
+
+
+class EventLogEntry(Record):
+    JSON_FIELDS = ("data",)
+    id: str
+    project: str | None = None
+    session_id: str | None = None
+    event_type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    duration_ms: int | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    created_at: datetime
+
+
+class SearchHit(BaseModel):
+    kind: str = Field(description="observation or learning")
+    id: str
+    project: str | None = None
+    session_id: str | None = None
+    title: str
+    snippet: str
+    rank: float
+    created_at: datetime
