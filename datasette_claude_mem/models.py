@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 _id_lock = threading.Lock()
 _last_id = 0
@@ -103,6 +110,8 @@ class LearningCategory(StrEnum):
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+# In JSON, timestamps read exactly as the database stores them.
+Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str, when_used="json")]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 Count = Annotated[int, Field(ge=0)]
 
@@ -145,7 +154,7 @@ class SessionStart(Input):
 class SessionUpdate(Input):
     status: SessionStatus | None = None
     summary: str | None = None
-    ended_at: datetime | None = None
+    ended_at: Timestamp | None = None
 
 
 class SessionClose(Input):
@@ -157,8 +166,8 @@ class Session(Record):
     id: str
     project: str
     project_dir: str
-    started_at: datetime
-    ended_at: datetime | None = None
+    started_at: Timestamp
+    ended_at: Timestamp | None = None
     status: SessionStatus
     summary: str | None = None
     observation_count: int = 0
@@ -207,7 +216,7 @@ class Observation(Record):
     embedding: list[float] | None = None
     embedding_model: str | None = None
     embedding_version: str | None = None
-    created_at: datetime
+    created_at: Timestamp
 
     @field_validator("embedding", mode="before")
     @classmethod
@@ -248,7 +257,7 @@ class FunctionMapEntry(Record):
     body_hash: str
     decorators: list[str] = Field(default_factory=list)
     change_type: ChangeType
-    updated_at: datetime
+    updated_at: Timestamp
 
 
 class EdgeInput(Input):
@@ -281,7 +290,7 @@ class CallGraphEdge(Record):
     times_confirmed: int
     source: str
     session_id: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 # Learnings
@@ -310,7 +319,7 @@ class Learning(Record):
     confidence: float
     source_session_id: str | None = None
     is_active: bool
-    created_at: datetime
+    created_at: Timestamp
     updated_at: datetime
 
 
@@ -362,14 +371,14 @@ class QueueItem(Record):
     attempts: int
     max_attempts: int
     lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
-    available_at: datetime
+    lease_expires_at: Timestamp | None = None
+    available_at: Timestamp
     last_error: str | None = None
     raw_bytes: int = 0
     truncated: bool = False
-    created_at: datetime
+    created_at: Timestamp
     updated_at: datetime
-    completed_at: datetime | None = None
+    completed_at: Timestamp | None = None
     tool_input: dict[str, Any] | None = None
     raw_output: str | None = None
 
@@ -408,7 +417,7 @@ class EventLogEntry(Record):
     duration_ms: int | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
-    created_at: datetime
+    created_at: Timestamp
 
 
 class SearchHit(BaseModel):
@@ -419,4 +428,4 @@ class SearchHit(BaseModel):
     title: str
     snippet: str
     rank: float
-    created_at: datetime
+    created_at: Timestamp

@@ -139,7 +139,7 @@ def _hash(*parts: Any) -> str:
     return hashlib.sha256(_json(parts).encode("utf-8")).hexdigest()
 
 
-def _fts_query(text: str) -> str:
+def fts_query(text: str) -> str:
     """Each word of a person's query as a quoted FTS5 term, so punctuation cannot break it."""
     words = re.findall(r"\w+", text, flags=re.UNICODE)
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
@@ -973,7 +973,7 @@ class Store:
 
     def search(self, project: str, query: str, limit: int = 20) -> list[SearchHit]:
         """Full-text search of a project's observations and its (and global) learnings."""
-        match = _fts_query(query)
+        match = fts_query(query)
         if not match:
             return []
         rows = self._all(

@@ -1,0 +1,137 @@
+"""`datasette claude-mem ...`: serve the memory, make tokens for hooks, migrate a file."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from .config import DEFAULT_PORT, Config
+from .store import Store
+
+PACKAGE_DIR = Path(__file__).parent
+HOOK_ACTOR = "claude-mem"
+
+
+def ensure_secret(config: Config) -> str:
+    """The signing secret, made once and kept private, so tokens survive restarts."""
+    config.ensure_dirs()
+    path = config.secret_path
+    if path.exists():
+        secret = path.read_text(encoding="utf-8").strip()
+        if secret:
+            return secret
+    secret = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+def serve_config_path(config: Config) -> Path:
+    """The user's own copy of the serve configuration wins over the packaged one."""
+    mine = config.base_dir / "datasette.yaml"
+    return mine if mine.exists() else PACKAGE_DIR / "datasette.yaml"
+
+
+def create_token(secret: str, expires_after: int | None = None) -> str:
+    from datasette.app import Datasette
+    from datasette.cli import run_sync
+
+    ds = Datasette(secret=secret)
+    return run_sync(lambda: ds.create_token(HOOK_ACTOR, expires_after=expires_after))
+
+
+@click.group(name="claude-mem")
+def claude_mem() -> None:
+    """Memory for coding agents, kept in one SQLite file."""
+
+
+@claude_mem.command()
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Memory database file [default: $CLAUDE_MEM_DIR/claude-mem.db]",
+)
+@click.option("-h", "--host", default="127.0.0.1", show_default=True, help="Address to listen on")
+@click.option(
+    "-p",
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=int,
+    help="Port to listen on (0 picks a free one)",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A further host name the server is reached by (repeatable)",
+)
+@click.argument("datasette_args", nargs=-1, type=click.UNPROCESSED)
+def serve(
+    db_path: Path | None,
+    host: str,
+    port: int,
+    allowed_hosts: tuple[str, ...],
+    datasette_args: tuple[str, ...],
+) -> None:
+    """Serve the memory database (created on first run) with its API and pages.
+
+    Anything after -- goes to `datasette serve` as it is.
+    """
+    from datasette.cli import serve as datasette_serve
+
+    config = Config()
+    config.ensure_dirs()
+    db_path = (db_path or config.db_path).expanduser().resolve()
+    Store(db_path).close()
+    os.environ["DATASETTE_SECRET"] = ensure_secret(config)
+    hosts = [*allowed_hosts]
+    if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
+        hosts.append(host)
+    if hosts:
+        existing = os.environ.get("CLAUDE_MEM_ALLOWED_HOSTS", "")
+        os.environ["CLAUDE_MEM_ALLOWED_HOSTS"] = ",".join(filter(None, [existing, *hosts]))
+    click.echo(f"Memory database: {db_path}", err=True)
+    click.echo("Token for hooks: datasette claude-mem token", err=True)
+    click.echo("Sign in with this link:", err=True)
+    args = [
+        str(db_path),
+        "--host", host,
+        "--port", str(port),
+        "--root",
+        "-c", str(serve_config_path(config)),
+        "-s", "plugins.datasette-claude-mem.database", db_path.stem,
+    ]  # fmt: skip
+    metadata = PACKAGE_DIR / "metadata.yml"
+    if metadata.exists():
+        args += ["-m", str(metadata)]
+    datasette_serve.main(args=[*args, *datasette_args], prog_name="datasette claude-mem serve")
+
+
+@claude_mem.command()
+@click.option("-e", "--expires-after", type=int, help="Seconds until the token expires")
+def token(expires_after: int | None) -> None:
+    """Print a token that lets hooks and scripts write to the memory."""
+    click.echo(create_token(ensure_secret(Config()), expires_after))
+
+
+@claude_mem.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def migrate(path: Path) -> None:
+    """Create or migrate a memory database file."""
+    import sqlite3
+
+    try:
+        store = Store(path)
+    except sqlite3.DatabaseError as error:
+        raise click.ClickException(f"{path} could not be migrated: {error}") from error
+    applied = [row["name"] for row in store.db["_sqlite_migrations"].rows]
+    store.close()
+    click.echo(f"{path}: schema at {applied[-1]}", file=sys.stdout)

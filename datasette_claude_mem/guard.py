@@ -1,0 +1,79 @@
+"""Refuse requests that a browser was tricked into sending.
+
+DNS rebinding makes a hostile page's own host name resolve to 127.0.0.1, so its requests
+reach this server with a Host header that is not one the server is served as. A page on
+another origin can also make a browser POST here. Both are refused before Datasette sees them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+Scope = dict[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+
+def _host_name(value: str) -> str:
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
+    if not host:
+        return False
+    name = _host_name(host)
+    return any(name == _host_name(a) for a in allowed) or host.strip().lower() in allowed
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+async def _refuse(send: Callable, status: int, message: str) -> None:
+    body = json.dumps({"ok": False, "error": message, "errors": [message], "status": status})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [[b"content-type", b"application/json; charset=utf-8"]],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode("utf-8")})
+
+
+def guard(app: ASGIApp, allowed_hosts: Callable[[], Iterable[str]]) -> ASGIApp:
+    """Wrap an ASGI app with the Host and Origin checks."""
+
+    async def guarded(scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope.get("type") != "http":
+            await app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        hosts = [h.lower() for h in allowed_hosts()]
+        host = headers.get("host")
+        if "*" not in hosts and not host_allowed(host, hosts):
+            await _refuse(
+                send,
+                400,
+                f"This server is not served as {host!r}; add it to the plugin's "
+                "allowed_hosts setting if it should be.",
+            )
+            return
+        if scope.get("method", "GET").upper() not in SAFE_METHODS:
+            origin = headers.get("origin")
+            if headers.get("sec-fetch-site") == "cross-site" or (
+                origin is not None and urlsplit(origin).netloc.lower() != (host or "").lower()
+            ):
+                await _refuse(send, 403, "Cross-site requests are not accepted")
+                return
+        await app(scope, receive, send)
+
+    return guarded

@@ -1,0 +1,110 @@
+"""The plugin's side of a running Datasette: which database is the memory, and how to write it.
+
+Every write goes through Datasette's single write thread for the memory database and, inside
+it, through the store, so HTTP writes, hook events and the worker share one path.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from datasette.utils import StartupError
+
+from .config import DATABASE_NAME, ENV_SYNCHRONOUS
+from .guard import LOOPBACK_HOSTS
+from .queries import QUERIES
+from .store import Store, apply_pragmas, fts_query, migrate
+
+if TYPE_CHECKING:
+    from datasette.app import Datasette
+    from datasette.database import Database as DatasetteDatabase
+
+PLUGIN = "datasette-claude-mem"
+WRITE_ACTION = "claude-mem-write"
+ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
+T = TypeVar("T")
+
+
+def plugin_config(datasette: Datasette) -> dict[str, Any]:
+    return datasette.plugin_config(PLUGIN) or {}
+
+
+def memory_database_name(datasette: Datasette) -> str:
+    return plugin_config(datasette).get("database") or DATABASE_NAME
+
+
+def memory_database(datasette: Datasette) -> DatasetteDatabase | None:
+    return datasette.databases.get(memory_database_name(datasette))
+
+
+def allowed_hosts(datasette: Datasette) -> list[str]:
+    """Host names the server answers to: loopback, plus any the configuration adds."""
+    configured = list(plugin_config(datasette).get("allowed_hosts") or [])
+    extra = os.environ.get(ENV_ALLOWED_HOSTS, "")
+    configured += [h.strip() for h in extra.split(",") if h.strip()]
+    return [*LOOPBACK_HOSTS, *configured]
+
+
+def synchronous(datasette: Datasette) -> str:
+    return str(
+        plugin_config(datasette).get("synchronous") or os.environ.get(ENV_SYNCHRONOUS, "NORMAL")
+    )
+
+
+def prepare_memory_connection(conn: sqlite3.Connection, synchronous: str = "NORMAL") -> None:
+    """Datasette's connections to the memory get the store's pragmas and its FTS helper."""
+    apply_pragmas(conn, synchronous=synchronous)
+    conn.create_function("claude_mem_fts_query", 1, lambda q: fts_query(q or "") or '""')
+
+
+async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
+    """Run fn with a store on the memory's write connection, in the write thread."""
+    db = memory_database(datasette)
+    if db is None:
+        raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
+
+    def run(conn: sqlite3.Connection) -> T:
+        return fn(Store(conn, migrate_schema=False))
+
+    return await db.execute_write_fn(run, transaction=False)
+
+
+async def startup(datasette: Datasette) -> None:
+    """Migrate the memory database and publish the stored queries over it."""
+    db = memory_database(datasette)
+    if db is None:
+        return
+    name = memory_database_name(datasette)
+    if not db.is_mutable:
+        raise StartupError(
+            f"The memory database {name!r} is opened immutable; it must be writable "
+            "so that its schema can be migrated and memory written."
+        )
+
+    def run_migrations(conn: sqlite3.Connection) -> list[str]:
+        from sqlite_utils import Database
+
+        return migrate(Database(conn, execute_plugins=False))
+
+    try:
+        await db.execute_write_fn(run_migrations, transaction=False)
+    except sqlite3.DatabaseError as error:
+        raise StartupError(
+            f"{db.path or name} is not a claude-mem memory database and could not be "
+            f"migrated to one: {error}. Point the plugin at another file, or set the "
+            f"plugin's 'database' option to the memory database's name."
+        ) from error
+    for query in QUERIES:
+        await datasette.add_query(
+            name,
+            query.name,
+            query.sql,
+            title=query.title,
+            description=query.description,
+            parameters=list(query.parameters),
+            is_trusted=True,
+            source=PLUGIN,
+        )
