@@ -420,6 +420,23 @@ class EventLogEntry(Record):
     created_at: Timestamp
 
 
+class HookInput(BaseModel):
+    """A Claude Code hook event: the common fields, and whatever the event adds."""
+
+    model_config = ConfigDict(extra="allow")
+    session_id: NonEmpty
+    hook_event_name: NonEmpty
+    cwd: str | None = None
+    transcript_path: str | None = None
+    permission_mode: str | None = None
+
+
+class HookOutput(BaseModel):
+    """Claude Code's hook output; empty except at SessionStart."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class SearchHit(BaseModel):
     kind: str = Field(description="observation or learning")
     id: str

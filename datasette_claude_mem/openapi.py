@@ -45,6 +45,8 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 def _success_schema(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.returns is None:
         return {"type": "object", "properties": {"ok": {"const": True}}}
+    if endpoint.raw_response:
+        return _ref(endpoint.returns)
     key = "rows" if endpoint.many else "row"
     value = (
         {"type": "array", "items": _ref(endpoint.returns)}
@@ -93,7 +95,17 @@ def openapi_document(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
                 "description": "Created" if status == 201 else "OK",
                 "content": {"application/json": {"schema": _success_schema(endpoint)}},
             }
-        if endpoint.requires_write:
+        for name, text in endpoint.query.items():
+            operation.setdefault("parameters", []).append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": True,
+                    "description": text,
+                    "schema": {"type": "string"},
+                }
+            )
+        if endpoint.permission is not None:
             operation["security"] = [{"bearerAuth": []}]
             for status, text in ERRORS.items():
                 operation["responses"].setdefault(

@@ -136,7 +136,7 @@ LIMIT CAST(coalesce(nullif(:limit, ''), 20) AS INTEGER)""",
         event_type AS name,
         coalesce(json_extract(data, '$.prompt'), data) AS detail,
         id
-    FROM event_log WHERE session_id = :session_id
+    FROM event_log WHERE session_id = :session_id AND event_type != 'PostToolUse'
     UNION ALL
     SELECT created_at, 'tool_use', tool_name, files_touched, id
     FROM pending_queue WHERE session_id = :session_id

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from datasette.utils import StartupError
 
-from .config import DATABASE_NAME, ENV_SYNCHRONOUS
+from .config import DATABASE_NAME, ENV_SYNCHRONOUS, Config
 from .guard import LOOPBACK_HOSTS
 from .queries import QUERIES
+from .redact import Redactor
 from .store import Store, apply_pragmas, fts_query, migrate
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 PLUGIN = "datasette-claude-mem"
 WRITE_ACTION = "claude-mem-write"
 ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
+ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
 T = TypeVar("T")
 
 
@@ -60,6 +63,38 @@ def prepare_memory_connection(conn: sqlite3.Connection, synchronous: str = "NORM
     conn.create_function("claude_mem_fts_query", 1, lambda q: fts_query(q or "") or '""')
 
 
+def redactor(datasette: Datasette) -> Redactor:
+    """The redactor with the configured extra patterns, made once per server."""
+    made = getattr(datasette, "_claude_mem_redactor", None)
+    if made is None:
+        made = Redactor(plugin_config(datasette).get("redact_patterns") or ())
+        datasette._claude_mem_redactor = made
+    return made
+
+
+def hook_options(datasette: Datasette) -> dict[str, Any]:
+    excluded = list(plugin_config(datasette).get("excluded_projects") or [])
+    excluded += [p for p in os.environ.get(ENV_EXCLUDED, "").split(",") if p.strip()]
+    return {"config": Config(), "excluded_projects": excluded}
+
+
+def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:
+    made = redactor(datasette)
+    return Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
+
+
+def spool_path(datasette: Datasette) -> Path | None:
+    """The command hook's spool belongs to the memory in the same directory."""
+    configured = plugin_config(datasette).get("spool")
+    if configured:
+        return Path(configured)
+    db = memory_database(datasette)
+    config = Config()
+    if db is not None and db.path and Path(db.path).resolve().parent == config.base_dir.resolve():
+        return config.spool_path
+    return None
+
+
 async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
     """Run fn with a store on the memory's write connection, in the write thread."""
     db = memory_database(datasette)
@@ -67,7 +102,7 @@ async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
         raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
 
     def run(conn: sqlite3.Connection) -> T:
-        return fn(Store(conn, migrate_schema=False))
+        return fn(open_store(datasette, conn))
 
     return await db.execute_write_fn(run, transaction=False)
 
@@ -108,3 +143,9 @@ async def startup(datasette: Datasette) -> None:
             is_trusted=True,
             source=PLUGIN,
         )
+    spooled = spool_path(datasette)
+    if spooled is not None:
+        from .spool import ingest_spool
+
+        options = hook_options(datasette)
+        await write(datasette, lambda store: ingest_spool(store, spooled, **options))

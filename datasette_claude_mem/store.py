@@ -918,16 +918,17 @@ class Store:
         duration_ms: int | None = None,
         tokens_in: int | None = None,
         tokens_out: int | None = None,
+        event_id: str | None = None,
     ) -> EventLogEntry | None:
         """Best effort: a failure to log is reported on stderr, never raised to the caller."""
         try:
-            row_id = new_id()
+            row_id = event_id or new_id()
             payload = _json(self.redact_value(data or {}))
             with self.write() as conn:
                 conn.execute(
                     "INSERT INTO event_log (id, project, session_id, event_type, data, "
                     "duration_ms, tokens_in, tokens_out, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
                     [
                         row_id,
                         project,
@@ -945,6 +946,15 @@ class Store:
         except Exception as error:  # noqa: BLE001 - logging must never break the caller
             print(f"claude-mem: could not log event {event_type!r}: {error}", file=sys.stderr)
             return None
+
+    def first_prompt(self, session_id: str) -> str | None:
+        """What the person first asked in a session: a fair one-line account of it."""
+        row = self.conn.execute(
+            "SELECT json_extract(data, '$.prompt') FROM event_log WHERE session_id = ? "
+            "AND event_type = 'UserPromptSubmit' ORDER BY created_at, id LIMIT 1",
+            [session_id],
+        ).fetchone()
+        return row[0] if row else None
 
     def query_events(
         self,

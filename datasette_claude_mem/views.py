@@ -25,6 +25,8 @@ from .models import (
     EventLogEntry,
     FunctionMapEntry,
     FunctionMapUpsert,
+    HookInput,
+    HookOutput,
     Learning,
     LearningCreate,
     LearningUpdate,
@@ -81,7 +83,8 @@ class Endpoint:
     returns: type[BaseModel] | None = None
     many: bool = False
     statuses: tuple[int, ...] = (200,)
-    requires_write: bool = True
+    permission: str | None = server.WRITE_ACTION
+    raw_response: bool = False
     max_body_bytes: int | None = None
     query: dict[str, str] = field(default_factory=dict)
 
@@ -199,6 +202,34 @@ async def log_event(call: Call) -> Response:
     return ok(await call.write(run), status=201)
 
 
+# The hook route may carry a whole tool output (a Read of a big file): far more than
+# Datasette's 2 MiB default body limit.
+HOOK_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+async def hook(call: Call) -> Response:
+    from .hooks import handle_hook
+
+    options = server.hook_options(call.datasette)
+    payload = call.body.model_dump(mode="json")
+    result = await call.write(lambda s: handle_hook(s, payload, **options))
+    return Response.json(result.output)
+
+
+async def context(call: Call) -> Response:
+    from .context import build_context
+
+    project = call.request.args.get("project")
+    if not project:
+        raise ApiError(400, "project: the project key is required (?project=...)")
+    db = server.memory_database(call.datasette)
+
+    def build(conn: sqlite3.Connection) -> dict:
+        return build_context(server.open_store(call.datasette, conn), project).as_json()
+
+    return Response.json({"ok": True, **await db.execute_fn(build)})
+
+
 async def openapi(call: Call) -> Response:
     from .openapi import openapi_document
 
@@ -236,8 +267,13 @@ ENDPOINTS: list[Endpoint] = [
              "Retire a learning (soft delete)", None, Learning),
     Endpoint("POST", "/events", log_event, "Record an event", EventCreate, EventLogEntry,
              statuses=(201,)),
+    Endpoint("POST", "/hooks", hook, "Take a Claude Code hook event; answer with hook output",
+             HookInput, HookOutput, raw_response=True, max_body_bytes=HOOK_MAX_BODY_BYTES),
+    Endpoint("GET", "/context", context,
+             "The memory context a new session of a project starts with",
+             permission="view-database", query={"project": "The project key"}),
     Endpoint("GET", "/openapi.json", openapi, "This API's OpenAPI description",
-             requires_write=False),
+             permission=None),
 ]  # fmt: skip
 
 
@@ -269,25 +305,26 @@ async def _read_body(request: Request, endpoint: Endpoint) -> Any:
     return data
 
 
-async def authorise(datasette: Datasette, request: Request) -> None:
+async def authorise(datasette: Datasette, request: Request, action: str) -> None:
+    allowed = await datasette.allowed(
+        action=action,
+        resource=DatabaseResource(server.memory_database_name(datasette)),
+        actor=request.actor,
+    )
+    if allowed:
+        return
     if request.actor is None:
         if request.headers.get("authorization"):
             raise ApiError(401, "The token was not accepted: it is malformed, bad or expired")
         raise ApiError(401, "A token is required: send Authorization: Bearer <token>")
-    allowed = await datasette.allowed(
-        action=server.WRITE_ACTION,
-        resource=DatabaseResource(server.memory_database_name(datasette)),
-        actor=request.actor,
-    )
-    if not allowed:
-        raise ApiError(403, f"Permission denied: this actor may not {server.WRITE_ACTION}")
+    raise ApiError(403, f"Permission denied: this actor may not {action}")
 
 
 async def _dispatch(endpoint: Endpoint, request: Request, datasette: Datasette) -> Response:
     if server.memory_database(datasette) is None:
         raise ApiError(404, f"No memory database named {server.memory_database_name(datasette)!r}")
-    if endpoint.requires_write:
-        await authorise(datasette, request)
+    if endpoint.permission is not None:
+        await authorise(datasette, request, endpoint.permission)
     call = Call(request=request, datasette=datasette, params=dict(request.url_vars))
     if endpoint.body is not None:
         data = await _read_body(request, endpoint)
