@@ -135,3 +135,71 @@ def migrate(path: Path) -> None:
     applied = [row["name"] for row in store.db["_sqlite_migrations"].rows]
     store.close()
     click.echo(f"{path}: schema at {applied[-1]}", file=sys.stdout)
+
+
+def _settings_target(project: bool, settings: Path | None) -> Path:
+    from .install import settings_path
+
+    if settings is not None:
+        return settings
+    return settings_path(Path.cwd() if project else None)
+
+
+@claude_mem.command()
+@click.option(
+    "--project", is_flag=True, help="This project's .claude/settings.json, not the user's"
+)
+@click.option(
+    "--settings",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A settings file to edit instead",
+)
+@click.option(
+    "--url",
+    default=f"http://127.0.0.1:{DEFAULT_PORT}",
+    show_default=True,
+    help="Where the memory server answers",
+)
+@click.option(
+    "--command",
+    "use_command",
+    is_flag=True,
+    help="Install command hooks that spool events while the server is down",
+)
+def install(project: bool, settings: Path | None, url: str, use_command: bool) -> None:
+    """Add the memory's hooks to Claude Code's settings (merging, with a backup)."""
+    from . import install as installer
+
+    path = _settings_target(project, settings)
+    try:
+        changed = installer.install(path, url=url, command=use_command)
+    except installer.SettingsError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{'Updated' if changed else 'Already up to date:'} {path}")
+    click.echo(
+        f"Claude Code sends the token from the environment variable {installer.TOKEN_VAR}:\n"
+        f"    export {installer.TOKEN_VAR}=$(datasette claude-mem token)"
+    )
+    if use_command and url != installer.DEFAULT_URL:
+        click.echo(f"    export CLAUDE_MEM_URL={url}")
+
+
+@claude_mem.command()
+@click.option(
+    "--project", is_flag=True, help="This project's .claude/settings.json, not the user's"
+)
+@click.option(
+    "--settings",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A settings file to edit instead",
+)
+def uninstall(project: bool, settings: Path | None) -> None:
+    """Remove the memory's hooks from Claude Code's settings, and nothing else."""
+    from . import install as installer
+
+    path = _settings_target(project, settings)
+    try:
+        changed = installer.uninstall(path)
+    except installer.SettingsError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{'Removed the memory hooks from' if changed else 'No memory hooks in'} {path}")
