@@ -203,3 +203,47 @@ def uninstall(project: bool, settings: Path | None) -> None:
     except installer.SettingsError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{'Removed the memory hooks from' if changed else 'No memory hooks in'} {path}")
+
+
+@claude_mem.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--once", is_flag=True, help="Handle one batch and stop")
+@click.option("--batch-size", default=5, show_default=True, type=click.IntRange(1, 500))
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Seconds to wait when the queue is empty",
+)
+@click.option("--lease-seconds", default=300.0, show_default=True, type=float)
+@click.option("--llm-model", help="Compress with this llm model (needs the llm extra)")
+def worker(
+    path: Path | None,
+    once: bool,
+    batch_size: int,
+    interval: float,
+    lease_seconds: float,
+    llm_model: str | None,
+) -> None:
+    """Turn queued tool outputs into observations, apart from the server."""
+    from .worker import Worker
+
+    config = Config()
+    store = Store(path or config.db_path)
+    compressor = None
+    if llm_model:
+        from .llm_compress import LLMCompressor
+
+        compressor = LLMCompressor(store, model_id=llm_model)
+    runner = Worker(compressor, batch_size=batch_size, lease_seconds=lease_seconds)
+    try:
+        if once:
+            report = runner.run_once(store)
+            click.echo(f"{report.done} done, {report.failed} failed")
+        else:
+            runner.run(store, interval=interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()

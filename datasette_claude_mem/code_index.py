@@ -50,6 +50,18 @@ _BUILTIN_NAMES = frozenset(dir(builtins))
 _MAX_TARGET_CHARS = 200
 
 _FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+# Statements whose bodies still run in the enclosing scope.
+_COMPOUND = (
+    ast.If,
+    ast.Try,
+    ast.TryStar,
+    ast.With,
+    ast.AsyncWith,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.Match,
+)
 _DefNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
@@ -125,7 +137,7 @@ def _scope_statements(body: Iterable[ast.stmt]) -> Iterator[ast.stmt]:
     """
     for stmt in body:
         yield stmt
-        if not isinstance(stmt, _DefNode):
+        if isinstance(stmt, _COMPOUND):
             yield from _scope_statements(_nested_statements(stmt))
 
 
@@ -253,9 +265,7 @@ def _package_parts(file_path: str) -> list[str]:
         return []
     if parts[0] == "src" and len(parts) > 1:
         parts = parts[1:]
-    stem = PurePosixPath(parts[-1]).stem
-    if stem == "__init__":
-        return parts[:-1]
+    # Both pkg/mod.py and pkg/__init__.py resolve relative imports against pkg.
     return parts[:-1]
 
 

@@ -6,8 +6,11 @@ it, through the store, so HTTP writes, hook events and the worker share one path
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +31,7 @@ PLUGIN = "datasette-claude-mem"
 WRITE_ACTION = "claude-mem-write"
 ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
 ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
+ENV_WORKER = "CLAUDE_MEM_WORKER"
 T = TypeVar("T")
 
 
@@ -149,3 +153,41 @@ async def startup(datasette: Datasette) -> None:
 
         options = hook_options(datasette)
         await write(datasette, lambda store: ingest_spool(store, spooled, **options))
+    settings = worker_settings(datasette)
+    if settings is not None:
+        datasette.add_background_task(lambda ds: run_worker(ds, settings), name="claude-mem-worker")
+
+
+def worker_settings(datasette: Datasette) -> dict[str, Any] | None:
+    """The in-server worker's settings, or None when it is switched off."""
+    configured = plugin_config(datasette).get("worker", True)
+    if configured is False or os.environ.get(ENV_WORKER, "1").lower() in ("0", "false", "off"):
+        return None
+    settings = {"interval": 1.0, "batch_size": 5, "lease_seconds": 300.0}
+    if isinstance(configured, dict):
+        settings.update(configured)
+    return settings
+
+
+async def run_worker(datasette: Datasette, settings: dict[str, Any]) -> None:
+    """Claim and finish in the write thread; compress in another, so writes never wait."""
+    from .worker import BatchReport, Worker
+
+    worker = Worker(
+        worker_id=f"server:{os.getpid()}",
+        batch_size=int(settings["batch_size"]),
+        lease_seconds=float(settings["lease_seconds"]),
+    )
+    while True:
+        items = await write(datasette, worker.claim)
+        if not items:
+            await asyncio.sleep(float(settings["interval"]))
+            continue
+        started = time.perf_counter()
+        report = BatchReport(worker.worker_id)
+        for item in items:
+            result = await asyncio.to_thread(worker.compress, item)
+            finish = functools.partial(worker.finish, item=item, result=result)
+            report.outcomes.append(await write(datasette, finish))
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        await write(datasette, functools.partial(worker.log, report=report))
