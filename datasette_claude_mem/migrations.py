@@ -270,3 +270,16 @@ def _create_fts(db: Database, table: str, columns: list[str]) -> None:
             INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new_cols});
         END"""
     )
+
+
+@migrations(name="m003_add_session_guards")
+def m003_add_session_guards(db: Database) -> None:
+    """Refuse rows naming a session that does not exist, even on connections (such as the
+    sqlite-utils CLI's) that leave foreign keys off."""
+    for table in ("observations", "pending_queue", "function_map", "call_graph"):
+        db.execute(
+            f"""CREATE TRIGGER {table}_session_guard BEFORE INSERT ON {table}
+            WHEN NOT EXISTS (SELECT 1 FROM sessions WHERE id = NEW.session_id) BEGIN
+                SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed: no session with that id');
+            END"""
+        )

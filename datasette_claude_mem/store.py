@@ -249,9 +249,19 @@ class Store:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def checkpoint(self) -> None:
-        """Fold the WAL back into the database file, so it does not grow without bound."""
-        if not self.conn.in_transaction:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Fold the WAL back into the database file, so it does not grow without bound.
+
+        A reader holding a snapshot would make this wait out the whole busy timeout; without
+        the wait it simply does what it can now, and the next checkpoint does the rest.
+        """
+        if self.conn.in_transaction:
+            return
+        timeout = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        self.conn.execute("PRAGMA busy_timeout=0")
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={int(timeout)}")
 
     def _session_project(self, session_id: str) -> str:
         row = self.conn.execute("SELECT project FROM sessions WHERE id = ?", [session_id])
@@ -344,6 +354,7 @@ class Store:
         detail = self.redact_text(data.detail) if data.detail is not None else None
         content_hash = _hash(
             data.session_id,
+            data.queue_item_id,
             data.tool_name,
             title,
             summary,
@@ -392,7 +403,7 @@ class Store:
     def list_observations(self, session_id: str, limit: int = 100) -> list[Observation]:
         """A session's observations, oldest first."""
         rows = self._all(
-            "SELECT * FROM observations WHERE session_id = ? ORDER BY created_at, id LIMIT ?",
+            "SELECT * FROM observations WHERE session_id = ? ORDER BY created_at, rowid LIMIT ?",
             [session_id, limit],
         )
         return [Observation.model_validate(r) for r in rows]
@@ -400,7 +411,7 @@ class Store:
     def recent_observations(self, project: str, limit: int = 20) -> list[Observation]:
         rows = self._all(
             "SELECT * FROM observations WHERE project = ? "
-            "ORDER BY created_at DESC, id DESC LIMIT ?",
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
             [project, limit],
         )
         return [Observation.model_validate(r) for r in rows]
@@ -803,10 +814,11 @@ class Store:
                 "lease_owner = :worker, lease_expires_at = :expires, updated_at = :now "
                 "WHERE id IN (SELECT id FROM pending_queue "
                 f"WHERE status = 'raw' AND available_at <= :now {project_filter} "
-                "ORDER BY available_at, id LIMIT :n) AND status = 'raw' RETURNING *",
+                "ORDER BY available_at, rowid LIMIT :n) AND status = 'raw' "
+                "RETURNING rowid AS _seq, *",
                 {"now": now, "worker": worker, "expires": expires, "project": project, "n": n},
             )
-        rows.sort(key=lambda r: (r["available_at"], r["id"]))
+        rows.sort(key=lambda r: (r["available_at"], r.pop("_seq")))
         if include_payload and rows:
             payloads = self._payloads([r["id"] for r in rows])
             for row in rows:
