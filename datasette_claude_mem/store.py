@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from pydantic import TypeAdapter
 from sqlite_utils import Database
 
 from .migrations import migrations
@@ -143,6 +144,16 @@ def fts_query(text: str) -> str:
     """Each word of a person's query as a quoted FTS5 term, so punctuation cannot break it."""
     words = re.findall(r"\w+", text, flags=re.UNICODE)
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+_OBSERVATIONS = TypeAdapter(list[Observation])
+
+
+def _observation_columns(with_embeddings: bool) -> str:
+    if with_embeddings:
+        return "*"
+    names = [n for n in Observation.model_fields if n != "embedding"]
+    return ", ".join(names)
 
 
 class Store:
@@ -400,21 +411,31 @@ class Store:
         row = self._one("SELECT * FROM observations WHERE id = ?", [observation_id])
         return Observation.model_validate(row) if row else None
 
-    def list_observations(self, session_id: str, limit: int = 100) -> list[Observation]:
-        """A session's observations, oldest first."""
+    def list_observations(
+        self, session_id: str, limit: int = 100, *, with_embeddings: bool = False
+    ) -> list[Observation]:
+        """A session's observations, oldest first.
+
+        Embeddings are left out unless asked for: unpacking hundreds of floats per row is
+        most of the cost of a listing, and listings rarely need them.
+        """
         rows = self._all(
-            "SELECT * FROM observations WHERE session_id = ? ORDER BY created_at, rowid LIMIT ?",
+            f"SELECT {_observation_columns(with_embeddings)} FROM observations "
+            "WHERE session_id = ? ORDER BY created_at, rowid LIMIT ?",
             [session_id, limit],
         )
-        return [Observation.model_validate(r) for r in rows]
+        return _OBSERVATIONS.validate_python(rows)
 
-    def recent_observations(self, project: str, limit: int = 20) -> list[Observation]:
+    def recent_observations(
+        self, project: str, limit: int = 20, *, with_embeddings: bool = False
+    ) -> list[Observation]:
+        """A project's latest observations, newest first (embeddings as in list_observations)."""
         rows = self._all(
-            "SELECT * FROM observations WHERE project = ? "
-            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            f"SELECT {_observation_columns(with_embeddings)} FROM observations "
+            "WHERE project = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
             [project, limit],
         )
-        return [Observation.model_validate(r) for r in rows]
+        return _OBSERVATIONS.validate_python(rows)
 
     def delete_observation(self, observation_id: str) -> None:
         """Forget an observation; its session's count and the search index follow."""

@@ -101,7 +101,7 @@ def test_three_writers_and_a_reader_at_once(
 
     assert store.conn.execute("SELECT count(*) FROM observations").fetchone()[0] == 300
     for tag, session_id in sessions.items():
-        rows = store.list_observations(session_id, limit=1000)
+        rows = store.list_observations(session_id, limit=1000, with_embeddings=True)
         assert [o.title for o in rows] == [f"{tag} write {i}" for i in range(100)]
         for row in rows:
             assert check_observation(row.model_dump(), sessions, session.project) is None
@@ -161,7 +161,7 @@ def test_rows_and_search_survive_the_writing_process(
     finish(spawn(python, "writer.py", config.db_path, session.id, "p0", 20, go))
     store.close()
     with Store(config.db_path) as fresh:
-        rows = fresh.list_observations(session.id)
+        rows = fresh.list_observations(session.id, with_embeddings=True)
         assert len(rows) == 20
         for row in rows:
             assert check_observation(row.model_dump(), {"p0": session.id}, session.project) is None

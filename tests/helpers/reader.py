@@ -25,7 +25,7 @@ def snapshot(store: Store, sessions: dict[str, str], project: str) -> tuple[int,
     store.conn.execute("BEGIN")
     try:
         for tag, session_id in sessions.items():
-            rows = store.list_observations(session_id, limit=100_000)
+            rows = store.list_observations(session_id, limit=100_000, with_embeddings=True)
             count = store.get_session(session_id).observation_count
             if count != len(rows):
                 errors.append(f"{tag}: observation_count {count} but {len(rows)} rows")
