@@ -41,9 +41,32 @@ def startup(datasette):
 
 @hookimpl
 def register_routes(datasette):
+    from . import pages
     from .views import routes
 
-    return routes()
+    return routes() + pages.routes()
+
+
+@hookimpl
+def menu_links(datasette, actor):
+    from . import pages
+
+    async def inner():
+        return await pages.menu_links(datasette, actor)
+
+    return inner
+
+
+@hookimpl
+def extra_template_vars(datasette, request, database, table, view_name):
+    if view_name != "row":
+        return None
+    from . import pages
+
+    async def inner():
+        return await pages.row_extras(datasette, request, database, table)
+
+    return inner
 
 
 @hookimpl

@@ -984,7 +984,7 @@ class Store:
         """What the person first asked in a session: a fair one-line account of it."""
         row = self.conn.execute(
             "SELECT json_extract(data, '$.prompt') FROM event_log WHERE session_id = ? "
-            "AND event_type = 'UserPromptSubmit' ORDER BY created_at, id LIMIT 1",
+            "AND +event_type = 'UserPromptSubmit' ORDER BY created_at, id LIMIT 1",
             [session_id],
         ).fetchone()
         return row[0] if row else None
