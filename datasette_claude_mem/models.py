@@ -114,6 +114,8 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str, when_used="json")]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 Count = Annotated[int, Field(ge=0)]
+# NaN and infinity are not JSON, and would not survive the round trip through float32.
+Component = Annotated[float, Field(allow_inf_nan=False, ge=-3.4e38, le=3.4e38)]
 
 
 class Input(BaseModel):
@@ -187,7 +189,7 @@ class ObservationCreate(Input):
     tokens_raw: Count = 0
     tokens_compressed: Count = 0
     queue_item_id: str | None = None
-    embedding: list[float] | None = None
+    embedding: list[Component] | None = None
     embedding_model: str | None = None
     embedding_version: str | None = None
 

@@ -108,9 +108,6 @@ def migrate(db: Database) -> list[str]:
     """Apply pending migrations; returns the names applied. Safe to run from many processes."""
     if not migrations.pending(db):
         return []
-    # WAL cannot be switched on inside a transaction, and the step that asks for it is a
-    # no-op once it is on: do it first, then apply every step under one write lock.
-    db.execute("PRAGMA journal_mode=WAL")
     deadline = time.monotonic() + WRITE_RETRY_SECONDS
     while True:
         try:
@@ -129,6 +126,9 @@ def migrate(db: Database) -> list[str]:
         if db.conn.in_transaction:
             db.conn.execute("ROLLBACK")
         raise
+    # WAL cannot be switched on inside a transaction (the step that asks for it is a no-op
+    # there), and a file that failed to migrate should be left as it was: so it comes last.
+    db.execute("PRAGMA journal_mode=WAL")
     return names
 
 
@@ -171,7 +171,11 @@ class Store:
         if isinstance(target, Database):
             self.db = target
         elif isinstance(target, sqlite3.Connection):
-            self.db = Database(target, execute_plugins=False)
+            # Setting recursive_triggers expires every prepared statement on the connection,
+            # so it is set only when it is off (the FTS triggers need it on).
+            self.db = Database(target, execute_plugins=False, recursive_triggers=False)
+            if not target.execute("PRAGMA recursive_triggers").fetchone()[0]:
+                target.execute("PRAGMA recursive_triggers=ON")
         else:
             path = Path(target)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,16 +377,16 @@ class Store:
             data.files_touched,
             data.functions_changed,
         )
-        with self.write() as conn:
+        with self.write():
             project = self._session_project(data.session_id)
             row_id = new_id()
-            conn.execute(
+            inserted = self._all(
                 "INSERT INTO observations (id, project, session_id, queue_item_id, tool_name, "
                 "title, summary, detail, files_touched, functions_changed, tokens_raw, "
                 "tokens_compressed, content_hash, embedding, embedding_model, "
                 "embedding_version, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(content_hash) DO NOTHING",
+                "ON CONFLICT(content_hash) DO NOTHING RETURNING *",
                 [
                     row_id,
                     project,
@@ -403,9 +407,10 @@ class Store:
                     utc_now(),
                 ],
             )
-            created = conn.execute("SELECT changes()").fetchone()[0] == 1
-            row = self._one("SELECT * FROM observations WHERE content_hash = ?", [content_hash])
-        return Saved(Observation.model_validate(row), created)
+            row = inserted[0] if inserted else None
+            if row is None:
+                row = self._one("SELECT * FROM observations WHERE content_hash = ?", [content_hash])
+        return Saved(Observation.model_validate(row), bool(inserted))
 
     def get_observation(self, observation_id: str) -> Observation | None:
         row = self._one("SELECT * FROM observations WHERE id = ?", [observation_id])
@@ -752,12 +757,12 @@ class Store:
         with self.write() as conn:
             project = self._session_project(data.session_id)
             row_id = new_id()
-            conn.execute(
+            inserted = self._all(
                 "INSERT INTO pending_queue (id, project, session_id, tool_use_id, tool_name, "
                 "files_touched, status, attempts, max_attempts, available_at, raw_bytes, "
                 "truncated, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'raw', 0, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(session_id, tool_use_id) DO NOTHING",
+                "ON CONFLICT(session_id, tool_use_id) DO NOTHING RETURNING *",
                 [
                     row_id,
                     project,
@@ -773,18 +778,19 @@ class Store:
                     now,
                 ],
             )
-            created = conn.execute("SELECT changes()").fetchone()[0] == 1
-            if created:
+            if inserted:
                 conn.execute(
                     "INSERT INTO pending_payloads (item_id, tool_input, raw_output) "
                     "VALUES (?, ?, ?)",
                     [row_id, _json(tool_input), raw_output],
                 )
-            row = self._one(
-                "SELECT * FROM pending_queue WHERE session_id = ? AND tool_use_id = ?",
-                [data.session_id, tool_use_id],
-            )
-        return Saved(QueueItem.model_validate(row), created)
+                row = inserted[0]
+            else:
+                row = self._one(
+                    "SELECT * FROM pending_queue WHERE session_id = ? AND tool_use_id = ?",
+                    [data.session_id, tool_use_id],
+                )
+        return Saved(QueueItem.model_validate(row), bool(inserted))
 
     def get_queue_item(self, item_id: str, include_payload: bool = True) -> QueueItem | None:
         row = self._one("SELECT * FROM pending_queue WHERE id = ?", [item_id])

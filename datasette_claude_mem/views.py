@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -300,17 +301,40 @@ async def _read_body(request: Request, endpoint: Endpoint) -> Any:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(400, f"The body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise ApiError(400, "The body's JSON is nested too deeply") from error
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object")
     return data
 
 
-async def authorise(datasette: Datasette, request: Request, action: str) -> None:
+# Checking a permission runs SQL in a thread pool: about a third of a write's time. Answers
+# are kept for a few seconds per actor (its token restrictions included), so a permission
+# taken away stops working within PERMISSION_TTL_SECONDS.
+PERMISSION_TTL_SECONDS = 5.0
+_PERMISSION_CACHE_SIZE = 1024
+
+
+async def _allowed(datasette: Datasette, actor: dict | None, action: str) -> bool:
+    cache: dict = datasette.__dict__.setdefault("_claude_mem_permissions", {})
+    key = (action, json.dumps(actor, sort_keys=True, default=str))
+    now = time.monotonic()
+    hit = cache.get(key)
+    if hit is not None and hit[1] > now:
+        return hit[0]
     allowed = await datasette.allowed(
         action=action,
         resource=DatabaseResource(server.memory_database_name(datasette)),
-        actor=request.actor,
+        actor=actor,
     )
+    if len(cache) >= _PERMISSION_CACHE_SIZE:
+        cache.clear()
+    cache[key] = (allowed, now + PERMISSION_TTL_SECONDS)
+    return allowed
+
+
+async def authorise(datasette: Datasette, request: Request, action: str) -> None:
+    allowed = await _allowed(datasette, request.actor, action)
     if allowed:
         return
     if request.actor is None:
@@ -354,6 +378,14 @@ async def answer(endpoint: Endpoint, request: Request, datasette: Datasette) -> 
         return Response.error(str(error), 400)
     except sqlite3.IntegrityError as error:
         return Response.error(f"Refused by the database: {error}", 400)
+    except (OverflowError, UnicodeEncodeError, RecursionError) as error:
+        # Valid JSON the database cannot hold: an integer over 64 bits, a float over float32
+        # in an embedding, a lone surrogate in free-form data, nesting too deep to encode.
+        return Response.error(f"A value in the body cannot be stored: {error}", 400)
+    except ValueError as error:
+        if "null byte" not in str(error):
+            raise
+        return Response.error(f"A value in the body cannot be used: {error}", 400)
     except sqlite3.OperationalError as error:
         if "locked" in str(error) or "busy" in str(error):
             return Response.error("The database is busy; try again", 503)

@@ -1,0 +1,193 @@
+"""`datasette claude-mem token` and `datasette claude-mem migrate PATH`."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from datasette.cli import cli
+from fixtures_server import api_call, assert_error
+from sqlite_utils import Database
+
+from datasette_claude_mem.migrations import migrations
+
+
+@pytest.fixture
+def base_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CLAUDE_MEM_DIR for the commands (asked for after memory_path, which also sets it)."""
+    base = tmp_path / "home" / ".claude-mem"
+    monkeypatch.setenv("CLAUDE_MEM_DIR", str(base))
+    monkeypatch.setenv("CLAUDE_MEM_WORKER", "0")
+    monkeypatch.delenv("DATASETTE_SECRET", raising=False)
+    return base
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, ["claude-mem", *args], catch_exceptions=False)
+
+
+def token_from(result) -> str:
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("dstok_"), result.output
+    return lines[0]
+
+
+def test_token_makes_a_private_secret_once_and_reuses_it(base_dir: Path):
+    first = token_from(run("token"))
+    secret_path = base_dir / "secret"
+    assert secret_path.exists()
+    assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(base_dir.stat().st_mode) == 0o700
+    secret = secret_path.read_text()
+    assert len(secret.strip()) >= 32
+
+    second = token_from(run("token"))
+    assert secret_path.read_text() == secret
+    assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
+    # Both tokens are signed with the one secret.
+    from datasette.app import Datasette
+
+    ds = Datasette(secret=secret.strip())
+    try:
+        for token in (first, second):
+            assert ds.unsign(token.removeprefix("dstok_"), namespace="token")["a"] == "claude-mem"
+    finally:
+        ds.close()
+
+
+@pytest.mark.asyncio
+async def test_token_is_accepted_by_a_server_with_the_same_secret(
+    memory_path: Path, make_ds, base_dir: Path
+):
+    # The command runs its own event loop: keep it off the test's.
+    token = token_from(await asyncio.to_thread(run, "token"))
+    secret = (base_dir / "secret").read_text().strip()
+    ds = await make_ds(memory_path, secret=secret)
+    actor = await ds.verify_token(token)
+    assert actor is not None and actor["id"] == "claude-mem"
+    response = await api_call(ds, "POST", "/sessions", {"project_dir": "/p"}, token=token)
+    assert response.status_code == 201, response.text
+
+    # A server with another secret refuses it.
+    other = await make_ds(memory_path, secret="not-the-same")
+    response = await api_call(other, "POST", "/sessions", {"project_dir": "/p"}, token=token)
+    assert_error(response, 401)
+
+
+@pytest.mark.asyncio
+async def test_token_expires_after(memory_path: Path, make_ds, base_dir: Path):
+    token = token_from(await asyncio.to_thread(run, "token", "--expires-after", "600"))
+    secret = (base_dir / "secret").read_text().strip()
+    ds = await make_ds(memory_path, secret=secret)
+    decoded = ds.unsign(token.removeprefix("dstok_"), namespace="token")
+    assert decoded["a"] == "claude-mem" and decoded["d"] == 600
+    actor = await ds.verify_token(token)
+    assert actor is not None and actor["token_expires"] == decoded["t"] + 600
+
+
+def test_an_existing_secret_file_is_used(base_dir: Path):
+    base_dir.mkdir(parents=True)
+    (base_dir / "secret").write_text("my-own-secret\n")
+    token = token_from(run("token"))
+    from datasette.app import Datasette
+
+    ds = Datasette(secret="my-own-secret")
+    try:
+        assert ds.unsign(token.removeprefix("dstok_"), namespace="token")["a"] == "claude-mem"
+    finally:
+        ds.close()
+    assert (base_dir / "secret").read_text() == "my-own-secret\n"
+
+
+def table_names(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+
+
+def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path):
+    path = tmp_path / "new" / "memory.db"
+    first = run("migrate", str(path))
+    assert first.exit_code == 0, first.output
+    names = table_names(path)
+    assert {"sessions", "observations", "pending_queue", "learnings", "_sqlite_migrations"} <= names
+    conn = sqlite3.connect(path)
+    applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert applied == [m.name for m in migrations.pending(Database(memory=True))]
+    assert first.output.strip() == f"{path}: schema at {applied[-1]}"
+
+    second = run("migrate", str(path))
+    assert second.exit_code == 0, second.output
+    assert second.output == first.output
+    assert table_names(path) == names
+    conn = sqlite3.connect(path)
+    again = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
+    conn.close()
+    assert again == applied
+
+
+def test_migrate_keeps_existing_rows(tmp_path: Path):
+    path = tmp_path / "memory.db"
+    assert run("migrate", str(path)).exit_code == 0
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO sessions (id, project, project_dir, started_at, status) "
+        "VALUES ('s', '/p', '/p', '2024-01-01T00:00:00.000Z', 'active')"
+    )
+    conn.commit()
+    conn.close()
+    assert run("migrate", str(path)).exit_code == 0
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT id FROM sessions").fetchall() == [("s",)]
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is a text file, not a database\n" * 20, b"\x00\x01garbage" * 500, b"SQLite format 3"],
+)
+def test_migrate_refuses_a_file_that_is_not_sqlite(tmp_path: Path, content: bytes):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    result = CliRunner().invoke(cli, ["claude-mem", "migrate", str(path)])
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "could not be migrated" in result.output
+    assert str(path) in result.output
+    assert "Traceback" not in result.output
+    assert path.read_bytes() == content
+
+
+def test_migrate_refuses_a_database_with_a_conflicting_table(tmp_path: Path):
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE sessions (who TEXT)")
+    conn.commit()
+    conn.close()
+    result = CliRunner().invoke(cli, ["claude-mem", "migrate", str(path)])
+    assert result.exit_code != 0
+    assert "could not be migrated" in result.output
+    assert table_names(path) == {"sessions"}
+
+
+def test_migrate_refuses_a_directory(tmp_path: Path):
+    result = CliRunner().invoke(cli, ["claude-mem", "migrate", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "directory" in result.output.lower()
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for name in ("serve", "token", "migrate"):
+        assert name in result.output
