@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .config import Config
 
 if TYPE_CHECKING:
+    from .models import FunctionMapEntry
     from .store import Store
 
 MAX_BYTES = 9_500
@@ -76,11 +77,11 @@ def _sessions(store: Store, project: str, exclude: str | None) -> list[str]:
     return lines
 
 
-def _functions(store: Store, project: str) -> list[str]:
+def _functions(changed: list[FunctionMapEntry]) -> list[str]:
     return [
         f"- {f.change_type}: `{f.file_path}` `{f.qualified_name}`"
         + (f" — {_clip(f.signature, 80)}" if f.signature else "")
-        for f in store.changed_functions(project, limit=40)
+        for f in changed
     ]
 
 
@@ -98,10 +99,10 @@ def _observations(store: Store, project: str) -> list[str]:
     ]
 
 
-def _call_graph(store: Store, project: str) -> list[str]:
+def _call_graph(store: Store, project: str, changed: list[FunctionMapEntry]) -> list[str]:
     lines = []
     seen = set()
-    for f in store.changed_functions(project, limit=10):
+    for f in changed[:10]:
         if f.change_type == "deleted" or f.qualified_name in seen:
             continue
         seen.add(f.qualified_name)
@@ -120,11 +121,13 @@ def build_context(
     current_session: str | None = None,
 ) -> Context:
     budget = (config or Config()).context_budget
+    # One scan of the function map serves both its section and the call graph's.
+    changed = store.changed_functions(project, limit=40)
     sections = [
         ("session_index", "Recent sessions", _sessions(store, project, current_session)),
         ("learnings", "Learnings", _learnings(store, project)),
-        ("function_map", "Recently changed functions", _functions(store, project)),
-        ("call_graph", "Callers of changed functions", _call_graph(store, project)),
+        ("function_map", "Recently changed functions", _functions(changed)),
+        ("call_graph", "Callers of changed functions", _call_graph(store, project, changed)),
         ("observations", "Recent observations", _observations(store, project)),
     ]
     parts = []
@@ -136,8 +139,24 @@ def build_context(
             counts[key] = tokens(text)
     if not parts:
         return Context(project=project, markdown="", sections={})
-    header = f"# Memory of {project}"
-    markdown = "\n\n".join([header, *parts])
-    while len(markdown.encode("utf-8")) > MAX_BYTES:
-        markdown = markdown.rsplit("\n", 1)[0]
+    header = f"# Memory of {_clip(project, 200)}"
+    markdown = _cap_bytes("\n\n".join([header, *parts]), MAX_BYTES)
     return Context(project=project, markdown=markdown, sections=counts)
+
+
+def _cap_bytes(markdown: str, limit: int) -> str:
+    """Whole lines up to ``limit`` UTF-8 bytes, without a heading left with nothing under it.
+
+    Cutting the encoded text once (rather than dropping a line at a time until it fits) is
+    linear, and ends even when a single line is longer than the limit.
+    """
+    data = markdown.encode("utf-8")
+    if len(data) <= limit:
+        return markdown
+    head = data[:limit].decode("utf-8", errors="ignore")
+    if data[limit : limit + 1] != b"\n":
+        head = head.rsplit("\n", 1)[0] if "\n" in head else head
+    lines = head.rstrip("\n").split("\n")
+    while len(lines) > 1 and (lines[-1].startswith("#") or not lines[-1].strip()):
+        lines.pop()
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ from typing import Any
 from .compress import files_from_tool_input
 from .config import Config
 from .context import build_context
-from .models import QueueItemCreate, SessionStart
+from .models import QueueItemCreate, SessionStart, SessionStatus, SessionUpdate
 from .project import project_key
 from .store import Store
 
@@ -62,6 +62,14 @@ def _truncate(text: str) -> tuple[str, bool]:
     return head + f"\n[truncated: {len(data)} bytes in all]", True
 
 
+def _project(cwd: str) -> str:
+    """The project key of a hook's cwd; a path the system cannot even look at is its own key."""
+    try:
+        return project_key(cwd)
+    except (OSError, ValueError):  # a name too long for the system, an embedded NUL
+        return cwd
+
+
 def is_excluded(project: str, excluded: Iterable[str]) -> bool:
     """A project is excluded by its key or by any directory above it."""
     for item in excluded:
@@ -86,7 +94,7 @@ def handle_hook(
     session_id = payload.get("session_id")
     session_id = str(session_id) if session_id else None
     cwd = str(payload.get("cwd") or "")
-    project = project_key(cwd) if cwd else None
+    project = _project(cwd) if cwd else None
     if project is not None and is_excluded(project, excluded_projects):
         return HookResult({}, event, session_id, project, 0.0)
 
@@ -98,6 +106,11 @@ def handle_hook(
                 SessionStart(id=session_id, project_dir=cwd, project=project)
             ).row
             project = session.project
+            if event == "SessionStart" and session.status != SessionStatus.ACTIVE:
+                # A resumed session (claude --resume) is open again until its next SessionEnd.
+                store.update_session(
+                    session_id, SessionUpdate(status=SessionStatus.ACTIVE, ended_at=None)
+                )
         if event == "PostToolUse" and session_id:
             raw, truncated = _truncate(_text(payload.get("tool_response")))
             tool_input = payload.get("tool_input")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -47,7 +48,10 @@ def is_ours(hook: Any) -> bool:
         return False
     if hook.get("type") == "http":
         return str(hook.get("url", "")).endswith(HOOK_PATH)
-    return hook.get("type") == "command" and SCRIPT.name in str(hook.get("command", ""))
+    # The package's own script, not any script that happens to be called hook_script.py.
+    command = str(hook.get("command", ""))
+    ours = SCRIPT.parent.name in command and SCRIPT.name in command
+    return hook.get("type") == "command" and ours
 
 
 def our_hook(event: str, url: str, command: bool) -> dict[str, Any]:
@@ -55,7 +59,8 @@ def our_hook(event: str, url: str, command: bool) -> dict[str, Any]:
     if command:
         return {
             "type": "command",
-            "command": f"{sys.executable} -S {SCRIPT}",
+            # Quoted: Claude Code runs it with a shell, and either path may hold a space.
+            "command": f"{shlex.quote(sys.executable)} -S {shlex.quote(str(SCRIPT))}",
             "timeout": timeout,
         }
     return {
@@ -99,8 +104,8 @@ def _without_ours(settings: dict[str, Any]) -> dict[str, Any]:
         if kept_groups or not groups:
             cleaned[event] = kept_groups
     result = dict(settings)
-    if cleaned:
-        result["hooks"] = cleaned
+    if cleaned or not hooks:
+        result["hooks"] = cleaned  # a hooks object that was empty already stays
     else:
         result.pop("hooks")
     return result

@@ -283,3 +283,11 @@ def m003_add_session_guards(db: Database) -> None:
                 SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed: no session with that id');
             END"""
         )
+
+
+@migrations(name="m004_add_context_indexes")
+def m004_add_context_indexes(db: Database) -> None:
+    """The session-start context reads the newest changed functions and the most confident
+    learnings; these indexes give it them without sorting."""
+    db.execute("CREATE INDEX idx_fn_recent ON function_map(project, updated_at, id)")
+    db.execute("CREATE INDEX idx_learn_active ON learnings(is_active, confidence, updated_at, id)")

@@ -45,7 +45,10 @@ def project_key(directory: str | os.PathLike[str], override: str | None = None) 
         return str(start)
     for candidate in (start, *start.parents):
         dot_git = candidate / ".git"
-        if not dot_git.exists():
+        try:
+            if not dot_git.exists():
+                continue
+        except OSError:  # a name too long to look at cannot hold a repository
             continue
         common = _common_git_dir(dot_git)
         if common is None:

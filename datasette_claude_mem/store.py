@@ -132,8 +132,17 @@ def migrate(db: Database) -> list[str]:
     return names
 
 
+def valid_utf8(text: str) -> str:
+    """Text SQLite can store: a lone surrogate (valid in JSON, not in UTF-8) becomes '?'."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return valid_utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def _hash(*parts: Any) -> str:
@@ -188,8 +197,11 @@ class Store:
 
             redact_text = redact_text or redact.redact
             redact_value = redact_value or redact.redact_value
-        self.redact_text = redact_text
+        self.redact_text = lambda text: valid_utf8(redact_text(text))
         self.redact_value = redact_value
+
+    def _redact_opt(self, text: str | None) -> str | None:
+        return None if text is None else self.redact_text(text)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -295,7 +307,7 @@ class Store:
             conn.execute(
                 "INSERT INTO sessions (id, project, project_dir, started_at, status, summary) "
                 "VALUES (?, ?, ?, ?, 'active', ?) ON CONFLICT(id) DO NOTHING",
-                [session_id, project, data.project_dir, utc_now(), data.summary],
+                [session_id, project, data.project_dir, utc_now(), self._redact_opt(data.summary)],
             )
             created = conn.execute("SELECT changes()").fetchone()[0] == 1
         return Saved(self.get_session(session_id), created)
@@ -310,6 +322,8 @@ class Store:
             changes["ended_at"] = format_ts(changes["ended_at"])
         if "status" in changes and changes["status"] is None:
             del changes["status"]
+        if "summary" in changes:
+            changes["summary"] = self._redact_opt(changes["summary"])
         with self.write() as conn:
             if changes:
                 assignments = ", ".join(f"{name} = ?" for name in changes)
@@ -350,7 +364,7 @@ class Store:
             conn.execute(
                 "UPDATE sessions SET status = ?, ended_at = coalesce(ended_at, ?), "
                 "summary = coalesce(?, summary) WHERE id = ?",
-                [str(status), utc_now(), summary, session_id],
+                [str(status), utc_now(), self._redact_opt(summary), session_id],
             )
             if conn.execute("SELECT changes()").fetchone()[0] == 0:
                 raise NotFound(f"session {session_id!r} does not exist")
@@ -546,8 +560,8 @@ class Store:
                 data.file_path,
                 fn["qualified_name"],
                 str(fn["kind"]),
-                fn["signature"],
-                fn["docstring"],
+                self.redact_text(fn["signature"]),
+                self._redact_opt(fn["docstring"]),
                 fn["body_hash"],
                 _json(fn["decorators"]),
                 str(change),

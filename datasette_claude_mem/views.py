@@ -383,7 +383,7 @@ async def answer(endpoint: Endpoint, request: Request, datasette: Datasette) -> 
         # in an embedding, a lone surrogate in free-form data, nesting too deep to encode.
         return Response.error(f"A value in the body cannot be stored: {error}", 400)
     except ValueError as error:
-        if "null byte" not in str(error):
+        if "null byte" not in str(error) and "depth" not in str(error):
             raise
         return Response.error(f"A value in the body cannot be used: {error}", 400)
     except sqlite3.OperationalError as error:
