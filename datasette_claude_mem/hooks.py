@@ -70,6 +70,22 @@ def _project(cwd: str) -> str:
         return cwd
 
 
+def storable(value: Any) -> Any:
+    """The payload with lone surrogates (valid in JSON, not in UTF-8) made '?': an event
+    Claude Code was told we took must not be dropped for one odd character."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def is_excluded(project: str, excluded: Iterable[str]) -> bool:
     """A project is excluded by its key or by any directory above it."""
     for item in excluded:
@@ -90,6 +106,7 @@ def handle_hook(
 ) -> HookResult:
     """Store what one hook event says, and answer as Claude Code expects."""
     started = time.perf_counter()
+    payload = storable(payload)
     event = str(payload.get("hook_event_name") or "unknown")
     session_id = payload.get("session_id")
     session_id = str(session_id) if session_id else None

@@ -322,7 +322,7 @@ class Learning(Record):
     source_session_id: str | None = None
     is_active: bool
     created_at: Timestamp
-    updated_at: datetime
+    updated_at: Timestamp
 
 
 # Queue
@@ -379,7 +379,7 @@ class QueueItem(Record):
     raw_bytes: int = 0
     truncated: bool = False
     created_at: Timestamp
-    updated_at: datetime
+    updated_at: Timestamp
     completed_at: Timestamp | None = None
     tool_input: dict[str, Any] | None = None
     raw_output: str | None = None

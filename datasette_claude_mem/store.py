@@ -132,17 +132,8 @@ def migrate(db: Database) -> list[str]:
     return names
 
 
-def valid_utf8(text: str) -> str:
-    """Text SQLite can store: a lone surrogate (valid in JSON, not in UTF-8) becomes '?'."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
 def _json(value: Any) -> str:
-    return valid_utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _hash(*parts: Any) -> str:
@@ -197,7 +188,7 @@ class Store:
 
             redact_text = redact_text or redact.redact
             redact_value = redact_value or redact.redact_value
-        self.redact_text = lambda text: valid_utf8(redact_text(text))
+        self.redact_text = redact_text
         self.redact_value = redact_value
 
     def _redact_opt(self, text: str | None) -> str | None:

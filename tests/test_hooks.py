@@ -252,6 +252,21 @@ async def test_an_unknown_event_answers_empty_and_is_recorded(
 
 
 @pytest.mark.asyncio
+async def test_a_prompt_with_a_lone_surrogate_is_kept_not_dropped(
+    ds: Datasette, token: str, repo: Repo
+) -> None:
+    """JSON may carry a lone surrogate that UTF-8 (and so SQLite) cannot: the event is still
+    stored, with that one character replaced, since Claude Code was told it was taken."""
+    payload = load("UserPromptSubmit.json", session_id=SID, cwd=str(repo.main))
+    payload["prompt"] = "fix the \ud800 parser"
+    body = json.dumps(payload).encode("ascii")
+    response = await post(ds, token, content=body)
+    assert response.status_code == 200, response.text
+    [row] = [r for r in await events_of(ds, SID) if r["event_type"] == "UserPromptSubmit"]
+    assert row["data"]["prompt"] == "fix the ? parser"
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "body",
     [b"{", b"not json", b"[]", b'"text"', b"42", b"null", b"", b"   ", b"\xff\xfe{}", b"{'a': 1}"],
