@@ -7,7 +7,6 @@ in one transaction; only SessionStart answers with something: the memory context
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from .config import Config
 from .context import build_context
 from .models import QueueItemCreate, SessionStart, SessionStatus, SessionUpdate
 from .project import project_key
-from .store import Store
+from .store import Store, to_json
 
 # Kept in the queue as it came, up to this size; a larger output keeps its head and is
 # marked truncated (Claude Code itself caps what a tool returns well below this).
@@ -51,10 +50,12 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return to_json(value)
 
 
 def _truncate(text: str) -> tuple[str, bool]:
+    if len(text) * 4 <= MAX_RAW_OUTPUT_BYTES:  # no character takes more than 4 bytes
+        return text, False
     data = text.encode("utf-8")
     if len(data) <= MAX_RAW_OUTPUT_BYTES:
         return text, False
@@ -74,6 +75,8 @@ def storable(value: Any) -> Any:
     """The payload with lone surrogates (valid in JSON, not in UTF-8) made '?': an event
     Claude Code was told we took must not be dropped for one odd character."""
     if isinstance(value, str):
+        if value.isascii():
+            return value
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
