@@ -126,10 +126,11 @@ async def test_each_tool_use_is_queued_with_its_files_and_payload(
     assert item["project"] == str(repo.main)
     assert json.loads(item["files_touched"]) == EXPECTED_FILES[payload["tool_name"]]
     assert json.loads(item["tool_input"]) == payload["tool_input"]
-    response_text = payload["tool_response"]
-    if not isinstance(response_text, str):
-        response_text = json.dumps(response_text, ensure_ascii=False)
-    assert item["raw_output"] == response_text
+    response = payload["tool_response"]
+    if isinstance(response, str):
+        assert item["raw_output"] == response
+    else:  # a structured response is kept as its JSON text
+        assert json.loads(item["raw_output"]) == response
     assert item["truncated"] == 0
     [event] = [e for e in await events_of(ds, SID) if e["event_type"] == "PostToolUse"]
     assert event["data"] == {
