@@ -15,7 +15,7 @@ from typing import Any
 from .compress import files_from_tool_input
 from .config import Config
 from .context import build_context
-from .models import QueueItemCreate, SessionStart, SessionStatus, SessionUpdate
+from .models import HOOK_EVENTS, QueueItemCreate, SessionStart, SessionStatus, SessionUpdate
 from .project import project_key
 from .store import Store, to_json
 
@@ -23,16 +23,7 @@ from .store import Store, to_json
 # marked truncated (Claude Code itself caps what a tool returns well below this).
 MAX_RAW_OUTPUT_BYTES = 8 * 1024 * 1024
 
-RECORDED_EVENTS = {
-    "SessionStart",
-    "UserPromptSubmit",
-    "PostToolUse",
-    "Stop",
-    "SubagentStop",
-    "PreCompact",
-    "Notification",
-    "SessionEnd",
-}
+RECORDED_EVENTS = set(HOOK_EVENTS)
 COMMON_FIELDS = {"session_id", "transcript_path", "cwd", "permission_mode", "hook_event_name"}
 
 

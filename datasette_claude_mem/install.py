@@ -15,17 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_PORT
+from .models import HOOK_EVENTS
 
-EVENTS = (
-    "SessionStart",
-    "UserPromptSubmit",
-    "PostToolUse",
-    "Stop",
-    "SubagentStop",
-    "PreCompact",
-    "Notification",
-    "SessionEnd",
-)
+EVENTS = HOOK_EVENTS
 TOOL_EVENTS = {"PostToolUse"}
 TOKEN_VAR = "CLAUDE_MEM_TOKEN"
 HOOK_PATH = "/-/claude-mem/hooks"

@@ -66,6 +66,19 @@ def decode_embedding(blob: bytes | None) -> list[float] | None:
     return list(struct.unpack(f"<{len(blob) // 4}f", blob))
 
 
+# The Claude Code hook events this memory listens to.
+HOOK_EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PostToolUse",
+    "Stop",
+    "SubagentStop",
+    "PreCompact",
+    "Notification",
+    "SessionEnd",
+)
+
+
 class SessionStatus(StrEnum):
     ACTIVE = "active"
     CLOSED = "closed"

@@ -24,7 +24,7 @@ from datasette.utils.asgi import Forbidden, NotFound, Request, Response
 
 from . import server
 from .context import MAX_BYTES, build_context
-from .queries import QUERIES
+from .queries import QUERIES, QUERY_SQL
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -424,22 +424,9 @@ def read_activity(
 
 
 def read_queue(conn: sqlite3.Connection, now: datetime) -> dict[str, Any]:
-    row = _one(
-        conn,
-        """SELECT
-            count(*) FILTER (WHERE status = 'raw') AS waiting,
-            count(*) FILTER (WHERE status = 'processing') AS in_progress,
-            count(*) FILTER (WHERE status = 'done') AS done,
-            count(*) FILTER (WHERE status = 'error' AND attempts < max_attempts) AS failed,
-            count(*) FILTER (WHERE status = 'error' AND attempts >= max_attempts)
-                AS dead_letters,
-            coalesce(sum(max(attempts - 1, 0)), 0) AS retries,
-            min(created_at) FILTER (WHERE status = 'raw') AS oldest_waiting
-        FROM pending_queue""",
-    )
+    row = _one(conn, QUERY_SQL["queue_stats"], {"project": ""})
     assert row is not None
-    oldest = parse_ts(row["oldest_waiting"])
-    row["oldest_waiting_seconds"] = (now - oldest).total_seconds() if oldest else None
+    row["oldest_waiting_seconds"] = row.pop("oldest_waiting_age_seconds")
     batch = _one(
         conn,
         "SELECT * FROM event_log WHERE event_type = 'worker_batch' "

@@ -173,3 +173,5 @@ LIMIT 100""",
         parameters=("project", "q"),
     ),
 )
+
+QUERY_SQL = {query.name: query.sql for query in QUERIES}

@@ -53,6 +53,7 @@ from .models import (
     utc_now,
 )
 from .project import project_key
+from .queries import QUERY_SQL
 
 T = TypeVar("T")
 
@@ -104,19 +105,29 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
+def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
+    """Take the write lock, trying again until the deadline if another writer holds it.
+
+    SQLite's busy handler already waits up to busy_timeout per attempt, but it lets some
+    waiters starve under many writers; this bounded loop turns that into a slow success.
+    """
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.05)
+
+
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; returns the names applied. Safe to run from many processes."""
     if not migrations.pending(db):
         return []
-    deadline = time.monotonic() + WRITE_RETRY_SECONDS
-    while True:
-        try:
-            db.conn.execute("BEGIN IMMEDIATE")
-            break
-        except sqlite3.OperationalError as error:
-            if not _is_busy(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+    begin_immediate(db.conn, time.monotonic() + WRITE_RETRY_SECONDS)
     try:
         # Another process may have migrated while this one waited for the lock.
         names = [m.name for m in migrations.pending(db)]
@@ -239,16 +250,7 @@ class Store:
             conn.execute(f"RELEASE SAVEPOINT {name}")
             return
         deadline = time.monotonic() + WRITE_RETRY_SECONDS
-        delay = 0.001
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.05)
+        begin_immediate(conn, deadline)
         try:
             yield conn
         except BaseException:
@@ -940,27 +942,19 @@ class Store:
             return conn.execute("SELECT changes()").fetchone()[0]
 
     def queue_stats(self, project: str | None = None) -> QueueStats:
-        where = "WHERE project = ?" if project is not None else ""
-        params = [project] if project is not None else []
-        row = self._one(
-            f"""SELECT
-                count(*) FILTER (WHERE status = 'raw') AS raw,
-                count(*) FILTER (WHERE status = 'processing') AS processing,
-                count(*) FILTER (WHERE status = 'done') AS done,
-                count(*) FILTER (WHERE status = 'error' AND attempts < max_attempts) AS failed,
-                count(*) FILTER (WHERE status = 'error' AND attempts >= max_attempts)
-                    AS dead_letters,
-                coalesce(sum(max(attempts - 1, 0)), 0) AS retries,
-                min(created_at) FILTER (WHERE status = 'raw') AS oldest
-            FROM pending_queue {where}""",
-            params,
-        )
+        """The queue's health, by the same SQL as the queue_stats stored query."""
+        row = self._one(QUERY_SQL["queue_stats"], {"project": project or ""})
         assert row is not None
-        oldest = row.pop("oldest")
-        age = None
-        if oldest:
-            age = (datetime.now(UTC) - datetime.fromisoformat(oldest)).total_seconds()
-        return QueueStats(project=project, oldest_waiting_age_seconds=age, **row)
+        return QueueStats(
+            project=project,
+            raw=row["waiting"],
+            processing=row["in_progress"],
+            done=row["done"],
+            failed=row["failed"],
+            dead_letters=row["dead_letters"],
+            retries=row["retries"],
+            oldest_waiting_age_seconds=row["oldest_waiting_age_seconds"],
+        )
 
     # Event log
 
