@@ -233,9 +233,13 @@ def worker(
     store = Store(path or config.db_path)
     compressor = None
     if llm_model:
-        from .llm_compress import LLMCompressor
+        from .llm_compress import LLMCompressor, LLMUnavailable
 
-        compressor = LLMCompressor(store, model_id=llm_model)
+        try:
+            compressor = LLMCompressor(store, model_id=llm_model)
+        except LLMUnavailable as error:
+            store.close()
+            raise click.ClickException(str(error)) from error
     runner = Worker(compressor, batch_size=batch_size, lease_seconds=lease_seconds)
     try:
         if once:

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -170,24 +171,46 @@ def worker_settings(datasette: Datasette) -> dict[str, Any] | None:
 
 
 async def run_worker(datasette: Datasette, settings: dict[str, Any]) -> None:
-    """Claim and finish in the write thread; compress in another, so writes never wait."""
-    from .worker import BatchReport, Worker
+    """The in-server worker: claim and finish in the write thread; compress and parse source
+    files in another thread, so hooks never wait behind them. A failure pauses it, never
+    ends it."""
+    from .worker import Worker
 
     worker = Worker(
         worker_id=f"server:{os.getpid()}",
         batch_size=int(settings["batch_size"]),
         lease_seconds=float(settings["lease_seconds"]),
     )
+    interval = float(settings["interval"])
     while True:
-        items = await write(datasette, worker.claim)
-        if not items:
-            await asyncio.sleep(float(settings["interval"]))
+        try:
+            handled = await _work_one_batch(datasette, worker)
+        except Exception as error:  # noqa: BLE001 - a transient failure must not end the task
+            print(f"claude-mem worker: {type(error).__name__}: {error}", file=sys.stderr)
+            await asyncio.sleep(max(interval, 1.0) * 5)
             continue
-        started = time.perf_counter()
-        report = BatchReport(worker.worker_id)
-        for item in items:
-            result = await asyncio.to_thread(worker.compress, item)
-            finish = functools.partial(worker.finish, item=item, result=result)
-            report.outcomes.append(await write(datasette, finish))
-        report.duration_ms = (time.perf_counter() - started) * 1000
-        await write(datasette, functools.partial(worker.log, report=report))
+        if not handled:
+            await asyncio.sleep(interval)
+
+
+async def _work_one_batch(datasette: Datasette, worker: Any) -> int:
+    from .worker import BatchReport, project_root, read_sources
+
+    items = await write(datasette, worker.claim)
+    if not items:
+        return 0
+    db = memory_database(datasette)
+    assert db is not None
+    started = time.perf_counter()
+    report = BatchReport(worker.worker_id)
+    for item in items:
+        root = await db.execute_fn(
+            lambda conn, item=item: project_root(open_store(datasette, conn), item)
+        )
+        result = await asyncio.to_thread(worker.compress, item)
+        sources = await asyncio.to_thread(read_sources, item, root) if worker.index_code else []
+        finish = functools.partial(worker.finish, item=item, result=result, sources=sources)
+        report.outcomes.append(await write(datasette, finish))
+    report.duration_ms = (time.perf_counter() - started) * 1000
+    await write(datasette, functools.partial(worker.log, report=report))
+    return len(items)

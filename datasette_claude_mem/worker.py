@@ -27,7 +27,7 @@ from .models import (
     ObservationCreate,
     QueueItem,
 )
-from .store import LeaseLost, Store
+from .store import LeaseLost, NotFound, Store
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 
@@ -59,6 +59,7 @@ class Outcome:
     error: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    index_error: str | None = None
 
 
 @dataclass
@@ -93,11 +94,22 @@ def _project_file(project_root: Path, path: str) -> tuple[Path, str] | None:
     return resolved, relative.as_posix()
 
 
-def refresh_code_index(store: Store, item: QueueItem, project_dir: str) -> list[str]:
-    """Re-read the Python files an item touched; returns the files indexed."""
+@dataclass
+class SourceIndex:
+    """One Python file of the project as it is on disk: its functions and its calls."""
+
+    file_path: str
+    functions: list
+    calls: list
+
+
+def read_sources(item: QueueItem, project_dir: str | None) -> list[SourceIndex]:
+    """Read and parse the Python files an item touched; no database work, so no lock held."""
+    if not project_dir or not item.files_touched:
+        return []
     root = Path(project_dir)
     resolver = python_module_resolver(root)
-    indexed = []
+    parsed = []
     for path in item.files_touched:
         found = _project_file(root, path)
         if found is None:
@@ -109,10 +121,17 @@ def refresh_code_index(store: Store, item: QueueItem, project_dir: str) -> list[
             calls = extract_calls(source, relative, resolver)
         except (OSError, UnicodeDecodeError, SourceError):
             continue
+        parsed.append(SourceIndex(relative, functions, calls))
+    return parsed
+
+
+def write_sources(store: Store, item: QueueItem, sources: list[SourceIndex]) -> list[str]:
+    """Record parsed files in the function map and the call graph; returns the files."""
+    for parsed in sources:
         store.upsert_functions(
             FunctionMapUpsert(
                 session_id=item.session_id,
-                file_path=relative,
+                file_path=parsed.file_path,
                 functions=[
                     FunctionInput(
                         qualified_name=f.qualified_name,
@@ -122,28 +141,51 @@ def refresh_code_index(store: Store, item: QueueItem, project_dir: str) -> list[
                         body_hash=f.body_hash,
                         decorators=list(f.decorators),
                     )
-                    for f in functions
+                    for f in parsed.functions
                 ],
             )
         )
         store.add_edges(
             EdgesAdd(
                 session_id=item.session_id,
-                replace_file=relative,
+                replace_file=parsed.file_path,
                 edges=[
                     EdgeInput(
-                        caller_file=relative,
+                        caller_file=parsed.file_path,
                         caller_function=c.caller_function,
                         callee_file=c.callee_file,
                         callee_function=c.callee_function,
                         resolution=c.resolution,
                     )
-                    for c in calls
+                    for c in parsed.calls
                 ],
             )
         )
-        indexed.append(relative)
-    return indexed
+    return [parsed.file_path for parsed in sources]
+
+
+def refresh_code_index(store: Store, item: QueueItem, project_dir: str) -> list[str]:
+    """Re-read the Python files an item touched; returns the files indexed."""
+    return write_sources(store, item, read_sources(item, project_dir))
+
+
+def project_root(store: Store, item: QueueItem) -> str | None:
+    """The directory an item's relative paths hang from: the repository, else the cwd.
+
+    A project key is a directory only when it is an absolute path to one: a name set by
+    CLAUDE_MEM_PROJECT must not be read as a folder under the worker's own cwd.
+    """
+    if _is_dir(item.project):
+        return item.project
+    session = store.get_session(item.session_id)
+    if session is None:
+        return None
+    return session.project if _is_dir(session.project) else session.project_dir
+
+
+def _is_dir(path: str) -> bool:
+    candidate = Path(path)
+    return candidate.is_absolute() and candidate.is_dir()
 
 
 class Worker:
@@ -175,46 +217,64 @@ class Worker:
         except Exception as error:  # noqa: BLE001 - any failure is the item's failure
             return error
 
-    def finish(self, store: Store, item: QueueItem, result: Compressed | Exception) -> Outcome:
-        """Write one item's result: its observation and completion, or its failure."""
+    def finish(
+        self,
+        store: Store,
+        item: QueueItem,
+        result: Compressed | Exception,
+        sources: list[SourceIndex] | None = None,
+    ) -> Outcome:
+        """Write one item's result: its observation and completion, or its failure.
+
+        The code index is read from disk before the write transaction (unless `sources`
+        brings it) and written inside it, in a savepoint of its own: a failure there is
+        reported but neither undoes the observation nor stops the worker.
+        """
+        if not isinstance(result, Exception):
+            try:
+                observation = ObservationCreate(
+                    session_id=item.session_id,
+                    tool_name=item.tool_name,
+                    title=result.title or item.tool_name,
+                    summary=result.summary,
+                    detail=result.detail,
+                    files_touched=result.files_touched or item.files_touched,
+                    functions_changed=result.functions_changed,
+                    tokens_raw=result.tokens_raw,
+                    tokens_compressed=result.tokens_compressed,
+                )
+            except Exception as error:  # noqa: BLE001 - a malformed result fails its item
+                result = error
         if isinstance(result, Exception):
             message = f"{type(result).__name__}: {result}"
             # A lost lease means the item went back to the queue: a later attempt records it.
-            with contextlib.suppress(LeaseLost):
+            with contextlib.suppress(LeaseLost, NotFound):
                 store.fail(item.id, self.worker_id, message)
             return Outcome(item.id, False, error=message)
+        index_error = None
+        if self.index_code and sources is None:
+            try:
+                sources = read_sources(item, project_root(store, item))
+            except Exception as error:  # noqa: BLE001 - the index is a by-product
+                index_error = f"{type(error).__name__}: {error}"
         try:
             with store.write():
-                _, observation = store.complete(
-                    item.id,
-                    self.worker_id,
-                    ObservationCreate(
-                        session_id=item.session_id,
-                        tool_name=item.tool_name,
-                        title=result.title or item.tool_name,
-                        summary=result.summary,
-                        detail=result.detail,
-                        files_touched=result.files_touched or item.files_touched,
-                        functions_changed=result.functions_changed,
-                        tokens_raw=result.tokens_raw,
-                        tokens_compressed=result.tokens_compressed,
-                    ),
-                )
-                if self.index_code:
-                    session = store.get_session(item.session_id)
-                    if session is not None:
-                        root = session.project
-                        if not Path(root).is_dir():
-                            root = session.project_dir
-                        refresh_code_index(store, item, root)
-        except LeaseLost as error:
+                _, made = store.complete(item.id, self.worker_id, observation)
+                if self.index_code and sources:
+                    try:
+                        with store.write():
+                            write_sources(store, item, sources)
+                    except Exception as error:  # noqa: BLE001 - the index is a by-product
+                        index_error = f"{type(error).__name__}: {error}"
+        except (LeaseLost, NotFound) as error:
             return Outcome(item.id, False, error=str(error))
         return Outcome(
             item.id,
             True,
-            observation_id=observation.id if observation else None,
+            observation_id=made.id if made else None,
             tokens_in=result.tokens_raw,
             tokens_out=result.tokens_compressed,
+            index_error=index_error,
         )
 
     def log(self, store: Store, report: BatchReport) -> None:
@@ -227,6 +287,7 @@ class Worker:
                 "done": report.done,
                 "failed": report.failed,
                 "errors": [o.error for o in report.outcomes if o.error][:10],
+                "index_errors": [o.index_error for o in report.outcomes if o.index_error][:10],
             },
             duration_ms=round(report.duration_ms),
             tokens_in=sum(o.tokens_in for o in report.outcomes),
