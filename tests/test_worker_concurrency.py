@@ -33,7 +33,7 @@ def payload(n: int, session_id: str) -> QueueItemCreate:
     """Real-shaped tool uses, each different, so each compresses to its own observation."""
     kind = n % 3
     if kind == 0:
-        path = f"/work/src/module_{n}.py"
+        path = f"/home/dev/project/src/module_{n}.py"
         body = "".join(f"def fn_{n}_{k}(x):\n    return x + {k}\n\n" for k in range(n % 7 + 1))
         return QueueItemCreate(
             session_id=session_id,
@@ -44,7 +44,7 @@ def payload(n: int, session_id: str) -> QueueItemCreate:
             files_touched=[path],
         )
     if kind == 1:
-        path = f"/work/src/module_{n}.py"
+        path = f"/home/dev/project/src/module_{n}.py"
         return QueueItemCreate(
             session_id=session_id,
             tool_use_id=f"use-{n}",
