@@ -66,6 +66,7 @@ class Call:
     datasette: Datasette
     params: dict[str, str]
     body: Any = None
+    raw: dict[str, Any] | None = None  # the JSON object as sent, before validation
 
     async def write(self, fn: Callable[[Store], Any]) -> Any:
         return await server.write(self.datasette, fn)
@@ -212,7 +213,9 @@ async def hook(call: Call) -> Response:
     from .hooks import handle_hook
 
     options = server.hook_options(call.datasette)
-    payload = call.body.model_dump(mode="json")
+    # The event as Claude Code sent it (validation checked its common fields): copying a
+    # large tool response through the model would only cost time.
+    payload = call.raw
     result = await call.write(lambda s: handle_hook(s, payload, **options))
     return Response.json(result.output)
 
@@ -352,6 +355,7 @@ async def _dispatch(endpoint: Endpoint, request: Request, datasette: Datasette) 
     call = Call(request=request, datasette=datasette, params=dict(request.url_vars))
     if endpoint.body is not None:
         data = await _read_body(request, endpoint)
+        call.raw = data
         try:
             call.body = endpoint.body.model_validate(data)
         except ValidationError as error:
