@@ -61,14 +61,16 @@ def _success_schema(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def openapi_document(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
-    models: set[type[BaseModel]] = set()
+    # Request bodies are described as they are validated, answers as they are serialised
+    # (a stored row's JSON columns go out as lists and objects, not as JSON text).
+    modes: dict[type[BaseModel], str] = {}
     for endpoint in endpoints:
-        if endpoint.body is not None:
-            models.add(endpoint.body)
         if endpoint.returns is not None:
-            models.add(endpoint.returns)
-    ordered = sorted(models, key=lambda m: m.__name__)
-    _, schema = models_json_schema([(m, "validation") for m in ordered], ref_template=REF)
+            modes[endpoint.returns] = "serialization"
+        if endpoint.body is not None:
+            modes[endpoint.body] = "validation"
+    ordered = sorted(modes.items(), key=lambda item: item[0].__name__)
+    _, schema = models_json_schema(ordered, ref_template=REF)
     components = dict(schema.get("$defs", {}))
     components["Error"] = ERROR_SCHEMA
 
