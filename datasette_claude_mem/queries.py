@@ -20,6 +20,30 @@ class StoredQuery:
 
 PROJECT = "(:project = '' OR project = :project)"
 
+
+def _edges_query(name: str, side: str, title: str, what: str) -> StoredQuery:
+    """Call graph edges by one end: `side` is the end named by :function and :file."""
+    other = "caller" if side == "callee" else "callee"
+    return StoredQuery(
+        name=name,
+        title=title,
+        description=(
+            f"{what} (a bare name also matches methods of that name); "
+            f"file narrows to the {side}'s file."
+        ),
+        sql=f"""SELECT caller_file, caller_function, callee_file, callee_function, resolution,
+    confidence, times_confirmed, source, project, session_id, created_at, id
+FROM call_graph
+WHERE {PROJECT}
+  AND ({side}_function = :function
+    OR substr({side}_function, -length(:function) - 1) = '.' || :function)
+  AND (:file = '' OR {side}_file = :file)
+ORDER BY confidence DESC, {other}_file, {other}_function
+LIMIT 500""",
+        parameters=("project", "function", "file"),
+    )
+
+
 QUERIES = (
     StoredQuery(
         name="active_learnings",
@@ -56,40 +80,8 @@ ORDER BY updated_at DESC, id DESC
 LIMIT 500""",
         parameters=("project", "session_id"),
     ),
-    StoredQuery(
-        name="callers",
-        title="Callers of a function",
-        description=(
-            "Who calls a function (a bare name also matches methods of that name); "
-            "file narrows to the callee's file."
-        ),
-        sql=f"""SELECT caller_file, caller_function, callee_file, callee_function, resolution,
-    confidence, times_confirmed, source, project
-FROM call_graph
-WHERE {PROJECT}
-  AND (callee_function = :function OR callee_function LIKE '%.' || :function)
-  AND (:file = '' OR callee_file = :file)
-ORDER BY confidence DESC, caller_file, caller_function
-LIMIT 500""",
-        parameters=("project", "function", "file"),
-    ),
-    StoredQuery(
-        name="callees",
-        title="Callees of a function",
-        description=(
-            "What a function calls (a bare name also matches methods of that name); "
-            "file narrows to the caller's file."
-        ),
-        sql=f"""SELECT caller_file, caller_function, callee_file, callee_function, resolution,
-    confidence, times_confirmed, source, project
-FROM call_graph
-WHERE {PROJECT}
-  AND (caller_function = :function OR caller_function LIKE '%.' || :function)
-  AND (:file = '' OR caller_file = :file)
-ORDER BY confidence DESC, callee_file, callee_function
-LIMIT 500""",
-        parameters=("project", "function", "file"),
-    ),
+    _edges_query("callers", "callee", "Callers of a function", "Who calls a function"),
+    _edges_query("callees", "caller", "Callees of a function", "What a function calls"),
     StoredQuery(
         name="queue_stats",
         title="Queue health",

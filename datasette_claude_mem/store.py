@@ -172,11 +172,16 @@ def fts_query(text: str) -> str:
 _OBSERVATIONS = TypeAdapter(list[Observation])
 
 
+_COLUMNS_WITHOUT_EMBEDDING = ", ".join(n for n in Observation.model_fields if n != "embedding")
+
+
 def _observation_columns(with_embeddings: bool) -> str:
-    if with_embeddings:
-        return "*"
-    names = [n for n in Observation.model_fields if n != "embedding"]
-    return ", ".join(names)
+    return "*" if with_embeddings else _COLUMNS_WITHOUT_EMBEDDING
+
+
+def _changes(conn: sqlite3.Connection) -> int:
+    """Rows the last statement inserted, updated or deleted."""
+    return conn.execute("SELECT changes()").fetchone()[0]
 
 
 class Store:
@@ -314,7 +319,7 @@ class Store:
                 "VALUES (?, ?, ?, ?, 'active', ?) ON CONFLICT(id) DO NOTHING",
                 [session_id, project, data.project_dir, utc_now(), self._redact_opt(data.summary)],
             )
-            created = conn.execute("SELECT changes()").fetchone()[0] == 1
+            created = _changes(conn) == 1
         return Saved(self.get_session(session_id), created)
 
     def get_session(self, session_id: str) -> Session | None:
@@ -371,7 +376,7 @@ class Store:
                 "summary = coalesce(?, summary) WHERE id = ?",
                 [str(status), utc_now(), self._redact_opt(summary), session_id],
             )
-            if conn.execute("SELECT changes()").fetchone()[0] == 0:
+            if _changes(conn) == 0:
                 raise NotFound(f"session {session_id!r} does not exist")
         if checkpoint:
             self.checkpoint()
@@ -465,7 +470,7 @@ class Store:
         """Forget an observation; its session's count and the search index follow."""
         with self.write() as conn:
             conn.execute("DELETE FROM observations WHERE id = ?", [observation_id])
-            if conn.execute("SELECT changes()").fetchone()[0] == 0:
+            if _changes(conn) == 0:
                 raise NotFound(f"observation {observation_id!r} does not exist")
 
     # Function map
@@ -663,22 +668,20 @@ class Store:
 
     def callers(self, project: str, function: str, file: str | None = None) -> list[CallGraphEdge]:
         """Edges into a function: who calls it."""
-        return self._edges(project, "callee", function, file)
+        return self._edges(project, "callers", function, file)
 
     def callees(self, project: str, function: str, file: str | None = None) -> list[CallGraphEdge]:
         """Edges out of a function: what it calls."""
-        return self._edges(project, "caller", function, file)
+        return self._edges(project, "callees", function, file)
 
     def _edges(
-        self, project: str, side: str, function: str, file: str | None
+        self, project: str, query: str, function: str, file: str | None
     ) -> list[CallGraphEdge]:
-        sql = f"SELECT * FROM call_graph WHERE project = ? AND {side}_function = ?"
-        params: list[Any] = [project, function]
-        if file:
-            sql += f" AND {side}_file = ?"
-            params.append(file)
-        sql += " ORDER BY confidence DESC, caller_file, caller_function, callee_function"
-        return [CallGraphEdge.model_validate(r) for r in self._all(sql, params)]
+        """By the SQL of the callers and callees stored queries, so both answer alike."""
+        rows = self._all(
+            QUERY_SQL[query], {"project": project, "function": function, "file": file or ""}
+        )
+        return [CallGraphEdge.model_validate(r) for r in rows]
 
     # Learnings
 
@@ -755,7 +758,7 @@ class Store:
                 f"UPDATE learnings SET {assignments} WHERE id = ?",
                 [*changes.values(), learning_id],
             )
-            if conn.execute("SELECT changes()").fetchone()[0] == 0:
+            if _changes(conn) == 0:
                 raise NotFound(f"learning {learning_id!r} does not exist")
         learning = self.get_learning(learning_id)
         assert learning is not None
@@ -871,7 +874,7 @@ class Store:
                 row.update(payloads.get(row["id"], {}))
         return [QueueItem.model_validate(r) for r in rows]
 
-    def _held(self, conn: sqlite3.Connection, item_id: str, worker: str) -> dict:
+    def _held(self, item_id: str, worker: str) -> dict:
         row = self._one("SELECT * FROM pending_queue WHERE id = ?", [item_id])
         if row is None:
             raise NotFound(f"queue item {item_id!r} does not exist")
@@ -888,7 +891,7 @@ class Store:
         now = utc_now()
         made = None
         with self.write() as conn:
-            self._held(conn, item_id, worker)
+            self._held(item_id, worker)
             if observation is not None:
                 made = self.create_observation(
                     observation.model_copy(update={"queue_item_id": item_id})
@@ -906,7 +909,7 @@ class Store:
     def fail(self, item_id: str, worker: str, error: str) -> QueueItem:
         """Record a failed attempt: retried after a backoff, or a dead letter when none are left."""
         with self.write() as conn:
-            row = self._held(conn, item_id, worker)
+            row = self._held(item_id, worker)
             backoff = min(2 ** row["attempts"], 600)
             retry_at = format_ts(datetime.now(UTC) + timedelta(seconds=backoff))
             conn.execute(
@@ -939,7 +942,7 @@ class Store:
             params.append(project)
         with self.write() as conn:
             conn.execute(sql, params)
-            return conn.execute("SELECT changes()").fetchone()[0]
+            return _changes(conn)
 
     def queue_stats(self, project: str | None = None) -> QueueStats:
         """The queue's health, by the same SQL as the queue_stats stored query."""

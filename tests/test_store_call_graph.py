@@ -57,6 +57,28 @@ def test_callers_and_callees(store: Store, session: Session) -> None:
     assert store.callers(session.project, "nobody") == []
 
 
+def test_a_bare_name_finds_methods_of_that_name_and_nothing_like_it(
+    store: Store, session: Session
+) -> None:
+    """The store answers as the callers and callees stored queries do: `get_token` also
+    finds `Client.get_token`, but underscores are not wildcards (`getXtoken` stays out)."""
+    add(
+        store,
+        session,
+        edge("main", "get_token"),
+        edge("main", "Client.get_token"),
+        edge("main", "Client.getXtoken"),
+        edge("main", "forget_token"),
+    )
+    assert pairs(store.callers(session.project, "get_token")) == {
+        ("main", "get_token"),
+        ("main", "Client.get_token"),
+    }
+    assert pairs(store.callers(session.project, "Client.get_token")) == {
+        ("main", "Client.get_token")
+    }
+
+
 def test_an_edge_seen_again_is_confirmed_not_duplicated(store: Store, session: Session) -> None:
     first = add(store, session, edge("main", "parse"))[0]
     assert first.times_confirmed == 0
