@@ -199,31 +199,6 @@ def m002_create_tables(db: Database) -> None:
         "CREATE INDEX idx_queue_lease ON pending_queue(lease_expires_at) "
         "WHERE status = 'processing'",
         "CREATE INDEX idx_cg_session ON call_graph(session_id)",
-        # Rows added by hand name only their session: take the project from it.
-        """CREATE TRIGGER observations_project AFTER INSERT ON observations
-            WHEN NEW.project = '' BEGIN
-            UPDATE observations SET project = coalesce(
-                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
-            WHERE rowid = NEW.rowid;
-        END""",
-        """CREATE TRIGGER pending_queue_project AFTER INSERT ON pending_queue
-            WHEN NEW.project = '' BEGIN
-            UPDATE pending_queue SET project = coalesce(
-                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
-            WHERE rowid = NEW.rowid;
-        END""",
-        """CREATE TRIGGER function_map_project AFTER INSERT ON function_map
-            WHEN NEW.project = '' BEGIN
-            UPDATE function_map SET project = coalesce(
-                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
-            WHERE rowid = NEW.rowid;
-        END""",
-        """CREATE TRIGGER call_graph_project AFTER INSERT ON call_graph
-            WHEN NEW.project = '' BEGIN
-            UPDATE call_graph SET project = coalesce(
-                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
-            WHERE rowid = NEW.rowid;
-        END""",
         # The session's observation_count follows its observations, whoever inserts them.
         """CREATE TRIGGER observations_count_insert AFTER INSERT ON observations BEGIN
             UPDATE sessions SET observation_count = observation_count + 1
@@ -234,6 +209,16 @@ def m002_create_tables(db: Database) -> None:
             WHERE id = OLD.session_id;
         END""",
     ]
+    # Rows added by hand name only their session: take the project from it.
+    for table in ("observations", "pending_queue", "function_map", "call_graph"):
+        statements.append(
+            f"""CREATE TRIGGER {table}_project AFTER INSERT ON {table}
+            WHEN NEW.project = '' BEGIN
+            UPDATE {table} SET project = coalesce(
+                (SELECT project FROM sessions WHERE id = NEW.session_id), '')
+            WHERE rowid = NEW.rowid;
+        END"""
+        )
     for statement in statements:
         db.execute(statement)
     _create_fts(db, "observations", ["title", "summary", "detail"])
