@@ -172,7 +172,8 @@ def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 
 
-def _as_str(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """Any value from a tool use as text: JSON for structures, never an exception."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -226,7 +227,7 @@ def _normalise_response(tool_response: Any) -> tuple[str, Any]:
     """Return (raw text, parsed JSON or None); Claude Code sends dicts as JSON text."""
     if isinstance(tool_response, dict | list):
         return _dumps(tool_response), tool_response
-    text = _as_str(tool_response)
+    text = as_text(tool_response)
     if text.lstrip()[:1] in ("{", "["):
         try:
             return text, json.loads(text)
@@ -536,11 +537,11 @@ def _strip_line_numbers(text: str) -> tuple[str, int | None]:
 
 
 def _compress_read(tool_input: dict[str, Any], parsed: Any, raw: str) -> _Parts:
-    path = _as_str(tool_input.get("file_path"))
+    path = as_text(tool_input.get("file_path"))
     file_info = parsed.get("file") if isinstance(parsed, dict) else None
     if not isinstance(file_info, dict):
         file_info = {}
-    path = path or _as_str(file_info.get("filePath"))
+    path = path or as_text(file_info.get("filePath"))
     title = _path_title("Read", path)
     if isinstance(parsed, dict) and parsed.get("type") == "image":
         return _Parts(title, f"Read image {path}".strip())
@@ -587,7 +588,7 @@ def _read_file(file_reader: Callable[[str], Any] | None, path: str) -> str | Non
         source = file_reader(path)
     except Exception:  # a reader failing (missing file, permissions) just means no source
         return None
-    return _as_str(source) if isinstance(source, str | bytes) else None
+    return as_text(source) if isinstance(source, str | bytes) else None
 
 
 def _edit_list(tool_name: str, tool_input: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -597,8 +598,8 @@ def _edit_list(tool_name: str, tool_input: dict[str, Any]) -> list[tuple[str, st
         if isinstance(edit, dict):
             edits.append(
                 (
-                    _as_str(edit.get("old_string")),
-                    _as_str(edit.get("new_string")),
+                    as_text(edit.get("old_string")),
+                    as_text(edit.get("new_string")),
                     edit.get("replace_all") is True,
                 )
             )
@@ -612,13 +613,13 @@ def _compress_edit(
     file_reader: Callable[[str], Any] | None,
 ) -> _Parts:
     response = parsed if isinstance(parsed, dict) else {}
-    path = _as_str(tool_input.get("file_path")) or _as_str(response.get("filePath"))
+    path = as_text(tool_input.get("file_path")) or as_text(response.get("filePath"))
     edits = _edit_list(tool_name, tool_input)
     if not edits and isinstance(response.get("oldString"), str):
         edits = [
             (
                 response["oldString"],
-                _as_str(response.get("newString")),
+                as_text(response.get("newString")),
                 bool(response.get("replaceAll")),
             )
         ]
@@ -734,9 +735,9 @@ def _edited_functions(
 
 def _compress_write(tool_input: dict[str, Any], parsed: Any) -> _Parts:
     response = parsed if isinstance(parsed, dict) else {}
-    path = _as_str(tool_input.get("file_path")) or _as_str(response.get("filePath"))
+    path = as_text(tool_input.get("file_path")) or as_text(response.get("filePath"))
     content = tool_input.get("content")
-    content = content if isinstance(content, str) else _as_str(response.get("content"))
+    content = content if isinstance(content, str) else as_text(response.get("content"))
     original = response.get("originalFile")
     original = original if isinstance(original, str) else None
     is_update = response.get("type") == "update" or original is not None
@@ -764,11 +765,11 @@ def _compress_write(tool_input: dict[str, Any], parsed: Any) -> _Parts:
 
 
 def _compress_notebook(tool_input: dict[str, Any]) -> _Parts:
-    path = _as_str(tool_input.get("notebook_path"))
-    mode = _as_str(tool_input.get("edit_mode")) or "replace"
-    cell_type = _as_str(tool_input.get("cell_type"))
-    cell_id = _as_str(tool_input.get("cell_id")) or "?"
-    source = _as_str(tool_input.get("new_source"))
+    path = as_text(tool_input.get("notebook_path"))
+    mode = as_text(tool_input.get("edit_mode")) or "replace"
+    cell_type = as_text(tool_input.get("cell_type"))
+    cell_id = as_text(tool_input.get("cell_id")) or "?"
+    source = as_text(tool_input.get("new_source"))
     summary = f"{mode} {cell_type + ' ' if cell_type else ''}cell {cell_id} in {path or 'notebook'}"
     first = _meaningful_lines(source, 1)
     if first and mode != "delete":
@@ -788,13 +789,13 @@ def _pytest_summary(text: str) -> str | None:
 
 
 def _compress_bash(tool_input: dict[str, Any], parsed: Any, raw: str) -> _Parts:
-    command = _as_str(tool_input.get("command"))
+    command = as_text(tool_input.get("command"))
     first_line = next((line for line in command.splitlines() if line.strip()), "")
-    title = _title("Run:", first_line.strip() or _as_str(tool_input.get("description")))
+    title = _title("Run:", first_line.strip() or as_text(tool_input.get("description")))
 
     if isinstance(parsed, dict):
-        stdout = _clean(_as_str(parsed.get("stdout")))
-        stderr = _clean(_as_str(parsed.get("stderr")))
+        stdout = _clean(as_text(parsed.get("stdout")))
+        stderr = _clean(as_text(parsed.get("stderr")))
         interrupted = parsed.get("interrupted") is True
     else:
         stdout, stderr, interrupted = _clean(raw), "", False
@@ -821,7 +822,7 @@ def _compress_bash(tool_input: dict[str, Any], parsed: Any, raw: str) -> _Parts:
     else:
         outcome = "ok"
     parts = [f"Outcome: {outcome}" + (f" [{', '.join(signals)}]" if signals else "")]
-    description = _as_str(tool_input.get("description"))
+    description = as_text(tool_input.get("description"))
     if description:
         parts.insert(0, _one_line(description, 120))
     if tests:
@@ -850,9 +851,9 @@ def _relative_names(names: list[str], base: str) -> list[str]:
 
 
 def _compress_search(tool_name: str, tool_input: dict[str, Any], parsed: Any, raw: str) -> _Parts:
-    pattern = _as_str(tool_input.get("pattern"))
-    path = _as_str(tool_input.get("path"))
-    glob = _as_str(tool_input.get("glob"))
+    pattern = as_text(tool_input.get("pattern"))
+    path = as_text(tool_input.get("path"))
+    glob = as_text(tool_input.get("glob"))
     title = _title(
         tool_name,
         json.dumps(pattern, ensure_ascii=False) if tool_name == "Grep" else pattern,
@@ -861,9 +862,9 @@ def _compress_search(tool_name: str, tool_input: dict[str, Any], parsed: Any, ra
     )
     response = parsed if isinstance(parsed, dict) else {}
     filenames = response.get("filenames")
-    filenames = [_as_str(name) for name in filenames] if isinstance(filenames, list) else None
+    filenames = [as_text(name) for name in filenames] if isinstance(filenames, list) else None
     content = response.get("content") if isinstance(response.get("content"), str) else None
-    mode = _as_str(response.get("mode"))
+    mode = as_text(response.get("mode"))
 
     if filenames is None and content is None:
         # Plain-text answer: "Found 3 files" followed by one path per line.
@@ -908,16 +909,16 @@ def _compress_todos(tool_input: dict[str, Any]) -> _Parts:
     todos = [todo for todo in todos if isinstance(todo, dict)] if isinstance(todos, list) else []
     counts: dict[str, int] = {}
     for todo in todos:
-        status = _as_str(todo.get("status")) or "pending"
+        status = as_text(todo.get("status")) or "pending"
         counts[status] = counts.get(status, 0) + 1
     order = ["in_progress", "pending", "completed"]
     statuses = sorted(counts, key=lambda s: (order.index(s) if s in order else len(order), s))
     title = _title("TodoWrite:", ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in statuses))
     marks = {"completed": "[x]", "in_progress": "[>]"}
     items = [
-        marks.get(_as_str(todo.get("status")), "[ ]")
+        marks.get(as_text(todo.get("status")), "[ ]")
         + " "
-        + _one_line(_as_str(todo.get("content")), 100)
+        + _one_line(as_text(todo.get("content")), 100)
         for todo in todos
     ]
     return _Parts(title, "; ".join(items) or "empty todo list", "\n".join(items) or None)
@@ -930,7 +931,7 @@ def _compress_generic(tool_name: str, tool_input: dict[str, Any], parsed: Any, r
     if isinstance(parsed, dict):
         code = _int(parsed.get("code"))
         if code is not None:
-            prefix = f"HTTP {code} {_as_str(parsed.get('codeText'))}".strip() + "; "
+            prefix = f"HTTP {code} {as_text(parsed.get('codeText'))}".strip() + "; "
         if text is raw and isinstance(parsed.get("results"), list):
             # WebSearch: titles of the results say more than their JSON.
             titles = _result_titles(parsed["results"])
@@ -949,7 +950,7 @@ def _result_titles(results: list[Any], limit: int = 8) -> list[str]:
         item = stack.pop()
         if isinstance(item, dict):
             if isinstance(item.get("title"), str):
-                url = _as_str(item.get("url"))
+                url = as_text(item.get("url"))
                 titles.append(f"{item['title']} ({url})" if url else item["title"])
             else:
                 stack.extend(reversed([v for v in item.values() if isinstance(v, list | dict)]))
@@ -999,7 +1000,7 @@ def compress(
     ``file_reader(path)`` may return the file's current text; it is only used
     to place an Edit in its functions when the response lacks the original file.
     """
-    name = _one_line(_as_str(tool_name), 80)
+    name = _one_line(as_text(tool_name), 80)
     data = _normalise_input(tool_input)
     raw, parsed = _normalise_response(tool_response)
     input_text = tool_input if isinstance(tool_input, str) else _dumps(tool_input or {})
@@ -1015,7 +1016,7 @@ def compress(
     if parts.files_touched is not None:
         files = parts.files_touched
     elif not files and name in _FILE_TOOLS and isinstance(parsed, dict):
-        files = _dedupe([_as_str(parsed.get("filePath"))])
+        files = _dedupe([as_text(parsed.get("filePath"))])
     title = _one_line(parts.title, TITLE_MAX) or _one_line(name or "tool", TITLE_MAX)
     summary = _truncate(_clean(parts.summary).strip(), SUMMARY_MAX)
     detail = _truncate(_clean(parts.detail).strip(), DETAIL_MAX) if parts.detail else None

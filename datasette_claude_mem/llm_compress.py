@@ -29,6 +29,7 @@ from .compress import (
     SUMMARY_MAX,
     TITLE_MAX,
     Compressed,
+    as_text,
     compress,
     estimate_tokens,
     files_from_tool_input,
@@ -134,21 +135,13 @@ def parse_answer(text: str) -> dict[str, Any]:
     raise ValueError("the model's answer holds no JSON object")
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def _one_line(value: Any, limit: int) -> str:
-    line = " ".join(_text(value).split())
+    line = " ".join(as_text(value).split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def _capped(value: Any, limit: int) -> str:
-    text = _text(value).strip()
+    text = as_text(value).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
