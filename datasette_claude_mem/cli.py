@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from .config import DEFAULT_PORT, Config
+from .install import DEFAULT_URL
 from .store import Store
 
 PACKAGE_DIR = Path(__file__).parent
@@ -137,6 +139,18 @@ def migrate(path: Path) -> None:
     click.echo(f"{path}: schema at {applied[-1]}", file=sys.stdout)
 
 
+def settings_file_options(command: Callable) -> Callable:
+    """--project and --settings: which Claude Code settings file to edit."""
+    command = click.option(
+        "--settings",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="A settings file to edit instead",
+    )(command)
+    return click.option(
+        "--project", is_flag=True, help="This project's .claude/settings.json, not the user's"
+    )(command)
+
+
 def _settings_target(project: bool, settings: Path | None) -> Path:
     from .install import settings_path
 
@@ -146,17 +160,10 @@ def _settings_target(project: bool, settings: Path | None) -> Path:
 
 
 @claude_mem.command()
-@click.option(
-    "--project", is_flag=True, help="This project's .claude/settings.json, not the user's"
-)
-@click.option(
-    "--settings",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A settings file to edit instead",
-)
+@settings_file_options
 @click.option(
     "--url",
-    default=f"http://127.0.0.1:{DEFAULT_PORT}",
+    default=DEFAULT_URL,
     show_default=True,
     help="Where the memory server answers",
 )
@@ -180,19 +187,12 @@ def install(project: bool, settings: Path | None, url: str, use_command: bool) -
         f"Claude Code sends the token from the environment variable {installer.TOKEN_VAR}:\n"
         f"    export {installer.TOKEN_VAR}=$(datasette claude-mem token)"
     )
-    if use_command and url != installer.DEFAULT_URL:
+    if use_command and url != DEFAULT_URL:
         click.echo(f"    export CLAUDE_MEM_URL={url}")
 
 
 @claude_mem.command()
-@click.option(
-    "--project", is_flag=True, help="This project's .claude/settings.json, not the user's"
-)
-@click.option(
-    "--settings",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A settings file to edit instead",
-)
+@settings_file_options
 def uninstall(project: bool, settings: Path | None) -> None:
     """Remove the memory's hooks from Claude Code's settings, and nothing else."""
     from . import install as installer
