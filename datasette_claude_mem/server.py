@@ -68,19 +68,27 @@ def prepare_memory_connection(conn: sqlite3.Connection, synchronous: str = "NORM
     conn.create_function("claude_mem_fts_query", 1, lambda q: fts_query(q or "") or '""')
 
 
+def state(datasette: Datasette) -> dict[str, Any]:
+    """What the plugin works out once per server and keeps beside it."""
+    return datasette.__dict__.setdefault("_claude_mem_state", {})
+
+
 def redactor(datasette: Datasette) -> Redactor:
-    """The redactor with the configured extra patterns, made once per server."""
-    made = getattr(datasette, "_claude_mem_redactor", None)
-    if made is None:
-        made = Redactor(plugin_config(datasette).get("redact_patterns") or ())
-        datasette._claude_mem_redactor = made
-    return made
+    """The redactor with the configured extra patterns."""
+    kept = state(datasette)
+    if "redactor" not in kept:
+        kept["redactor"] = Redactor(plugin_config(datasette).get("redact_patterns") or ())
+    return kept["redactor"]
 
 
 def hook_options(datasette: Datasette) -> dict[str, Any]:
-    excluded = list(plugin_config(datasette).get("excluded_projects") or [])
-    excluded += [p for p in os.environ.get(ENV_EXCLUDED, "").split(",") if p.strip()]
-    return {"config": Config(), "excluded_projects": excluded}
+    """The settings every hook event is handled with; read once, not on every event."""
+    kept = state(datasette)
+    if "hook_options" not in kept:
+        excluded = list(plugin_config(datasette).get("excluded_projects") or [])
+        excluded += [p for p in os.environ.get(ENV_EXCLUDED, "").split(",") if p.strip()]
+        kept["hook_options"] = {"config": Config(), "excluded_projects": excluded}
+    return kept["hook_options"]
 
 
 def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:

@@ -319,7 +319,7 @@ _PERMISSION_CACHE_SIZE = 1024
 
 
 async def _allowed(datasette: Datasette, actor: dict | None, action: str) -> bool:
-    cache: dict = datasette.__dict__.setdefault("_claude_mem_permissions", {})
+    cache: dict = server.state(datasette).setdefault("permissions", {})
     key = (action, json.dumps(actor, sort_keys=True, default=str))
     now = time.monotonic()
     hit = cache.get(key)
