@@ -182,11 +182,28 @@ def test_a_spool_it_cannot_write_still_exits_0(tmp_path: Path) -> None:
     assert b"claude-mem" in done.stderr
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serving(handler: type[http.server.BaseHTTPRequestHandler], host: str) -> Iterator[str]:
+    """A stand-in server on a free loopback port, for as long as the caller iterates."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def busy_server() -> Iterator[str]:
     """A server that answers every POST with 503, as the memory does when SQLite is busy."""
 
-    class Busy(http.server.BaseHTTPRequestHandler):
+    class Busy(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(503)
@@ -194,17 +211,7 @@ def busy_server() -> Iterator[str]:
             self.end_headers()
             self.wfile.write(b"{}")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from serving(Busy, "127.0.0.1")
 
 
 def test_a_busy_server_gets_the_event_spooled(busy_server: str, tmp_path: Path) -> None:
@@ -218,7 +225,7 @@ def test_a_busy_server_gets_the_event_spooled(busy_server: str, tmp_path: Path) 
 def chunked_server() -> Iterator[str]:
     """A server that answers in chunks, as an ASGI server may when it knows no length."""
 
-    class Chunked(http.server.BaseHTTPRequestHandler):
+    class Chunked(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
@@ -231,17 +238,7 @@ def chunked_server() -> Iterator[str]:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from serving(Chunked, "localhost")
 
 
 def test_a_chunked_answer_is_printed_whole(chunked_server: str, tmp_path: Path) -> None:
