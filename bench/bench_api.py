@@ -24,8 +24,6 @@ import hashlib
 import http.client
 import json
 import os
-import platform
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -40,9 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchlib import free_port, machine, versions
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).with_name("RESULTS-api.md")
+PACKAGES = ("datasette", "sqlite-utils", "uvicorn", "pydantic", "datasette-claude-mem")
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 
@@ -157,12 +158,6 @@ def serve_floor(port: int, db_path: str) -> None:
 
 
 # Servers
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def request(
@@ -585,32 +580,9 @@ def breakdown(rounds: int) -> list[tuple[str, float]]:
 # Report
 
 
-def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    found = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
-    for package in ("datasette", "sqlite-utils", "uvicorn", "pydantic", "datasette-claude-mem"):
-        try:
-            found[package] = version(package)
-        except Exception:  # noqa: BLE001
-            found[package] = "?"
-    return found
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def run_description() -> str:
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}); "
-        f"load average {load1:.1f} at start"
-    )
+    return f"{machine()}; load average {load1:.1f} at start"
 
 
 def verdict(ok: bool) -> str:
@@ -630,7 +602,7 @@ def report(
         START,
         f"Run {started} ({'--quick' if quick else 'full'}): {where}.",
         "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions(*PACKAGES).items()) + ".",
         "",
         "| server | concurrency | requests | p50 ms | p99 ms | req/s | errors |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -712,7 +684,7 @@ def main() -> None:
     warmup = 20 if args.quick else 50
     rounds = 100 if args.quick else 200
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    where = machine()
+    where = run_description()
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)

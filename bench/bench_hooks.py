@@ -26,9 +26,7 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -37,9 +35,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from benchlib import free_port, machine, percentile, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -125,12 +124,6 @@ cli()
 """
 
 # Processes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Process:
@@ -241,16 +234,11 @@ def event(session_id: str, cwd: str, name: str, **fields: Any) -> dict[str, Any]
 # Measuring
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
 def summary(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
         "p50": statistics.median(values),
-        "p99": pct(values, 99),
+        "p99": percentile(values, 0.99),
         "mean": statistics.fmean(values),
     }
 
@@ -615,30 +603,13 @@ def profile_context(store: Store, project: str, runs: int) -> dict[str, float]:
 # Report
 
 
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
-    for name in ("datasette", "sqlite-utils", "pydantic", "uvicorn", "h11"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "-"
+def run_versions() -> dict[str, str]:
+    found = versions("datasette", "sqlite-utils", "pydantic", "uvicorn", "h11")
     curl = shutil.which("curl")
     if curl:
         found["curl"] = subprocess.run([curl, "--version"], capture_output=True, text=True)
         found["curl"] = found["curl"].stdout.split()[1]
     return found
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs ({cpu})"
 
 
 def row(name: str, s: dict[str, float], base: dict[str, float] | None = None) -> str:
@@ -652,7 +623,7 @@ def verdict(value: float, target: float) -> str:
 
 def report(post: dict, script: dict, context: dict, args: argparse.Namespace,
            load: tuple[tuple[float, ...], tuple[float, ...]], elapsed: float) -> str:  # fmt: skip
-    v = versions()
+    v = run_versions()
     lines = [
         "# Hook path benchmark results",
         "",

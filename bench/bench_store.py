@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
 import sqlite3
@@ -34,8 +33,9 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
+
+from benchlib import machine, percentile, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -93,14 +93,9 @@ def now_ts() -> str:
     return ts(time.time_ns() // 1_000_000)
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def summary(values: list[float]) -> dict[str, float]:
     """Milliseconds."""
-    return {"p50": statistics.median(values) * 1000, "p99": pct(values, 0.99) * 1000}
+    return {"p50": statistics.median(values) * 1000, "p99": percentile(values, 0.99) * 1000}
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -556,10 +551,9 @@ def report(results: dict, args: argparse.Namespace, elapsed: float) -> str:
         f"Run: `python bench/bench_store.py{' --quick' if args.quick else ''}` on "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {elapsed:.0f} s in all.",
         "",
-        f"- Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-        f"{platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"sqlite-utils {metadata.version('sqlite-utils')}, pydantic {metadata.version('pydantic')}",
+        f"- Machine: {machine()}",
+        "- Versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions("sqlite-utils", "pydantic").items()),
         f"- Load average (1 min): {results['load'][0]:.1f} at the start, "
         f"{results['load'][1]:.1f} at the end (other work shared the machine; p99s move with "
         "it more than p50s)",
