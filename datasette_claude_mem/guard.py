@@ -27,10 +27,11 @@ def _host_name(value: str) -> str:
 
 
 def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
+    """Host names are compared without their ports: the port is the server's own business."""
     if not host:
         return False
     name = _host_name(host)
-    return any(name == _host_name(a) for a in allowed) or host.strip().lower() in allowed
+    return any(name == _host_name(a) for a in allowed)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
