@@ -164,11 +164,6 @@ def write_sources(store: Store, item: QueueItem, sources: list[SourceIndex]) -> 
     return [parsed.file_path for parsed in sources]
 
 
-def refresh_code_index(store: Store, item: QueueItem, project_dir: str) -> list[str]:
-    """Re-read the Python files an item touched; returns the files indexed."""
-    return write_sources(store, item, read_sources(item, project_dir))
-
-
 def project_root(store: Store, item: QueueItem) -> str | None:
     """The directory an item's relative paths hang from: the repository, else the cwd.
 
