@@ -45,8 +45,16 @@ def new_id() -> str:
 
 
 def format_ts(moment: datetime) -> str:
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """UTC to the millisecond, ending in Z: text that sorts in time order.
+
+    isoformat rather than strftime: every timestamp of every row read passes here, and it
+    is twice as fast (and always writes a four-digit year).
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    elif moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return f"{moment.isoformat(timespec='milliseconds')[:23]}Z"
 
 
 def utc_now() -> str:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from datasette.resources import DatabaseResource
 from datasette.utils.asgi import PayloadTooLarge, Request, Response
 from pydantic import BaseModel, ValidationError
@@ -43,12 +44,13 @@ from .models import (
     SessionClose,
     SessionStart,
 )
-from .store import LeaseLost, NotFound, Saved, Store, StoreError
+from .store import LeaseLost, NotFound, Saved, Store, StoreError, to_json
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
 
 PREFIX = "/-/claude-mem"
+JSON_TYPE = "application/json; charset=utf-8"
 
 
 class ApiError(Exception):
@@ -91,16 +93,21 @@ class Endpoint:
     query: dict[str, str] = field(default_factory=dict)
 
 
+def json_response(body: Any, status: int = 200) -> Response:
+    """Response.json through the store's encoder: a claimed batch can be large."""
+    return Response(to_json(body), status=status, content_type=JSON_TYPE)
+
+
 def ok(row: BaseModel | None = None, status: int = 200, **extra: Any) -> Response:
     body: dict[str, Any] = {"ok": True}
     if row is not None:
         body["row"] = row.model_dump(mode="json")
     body.update(extra)
-    return Response.json(body, status=status)
+    return json_response(body, status=status)
 
 
 def ok_rows(rows: list[BaseModel], **extra: Any) -> Response:
-    return Response.json({"ok": True, "rows": [r.model_dump(mode="json") for r in rows], **extra})
+    return json_response({"ok": True, "rows": [r.model_dump(mode="json") for r in rows], **extra})
 
 
 def saved(result: Saved) -> Response:
@@ -217,7 +224,7 @@ async def hook(call: Call) -> Response:
     # large tool response through the model would only cost time.
     payload = call.raw
     result = await call.write(lambda s: handle_hook(s, payload, **options))
-    return Response.json(result.output)
+    return json_response(result.output)
 
 
 async def context(call: Call) -> Response:
@@ -231,13 +238,16 @@ async def context(call: Call) -> Response:
     def build(conn: sqlite3.Connection) -> dict:
         return build_context(server.open_store(call.datasette, conn), project).as_json()
 
-    return Response.json({"ok": True, **await db.execute_fn(build)})
+    return json_response({"ok": True, **await db.execute_fn(build)})
 
 
 async def openapi(call: Call) -> Response:
     from .openapi import openapi_document
 
-    return Response.json(openapi_document(ENDPOINTS, PREFIX))
+    kept = server.state(call.datasette)
+    if "openapi" not in kept:  # generating the schemas takes tens of milliseconds
+        kept["openapi"] = orjson.dumps(openapi_document(ENDPOINTS, PREFIX))
+    return Response(kept["openapi"], content_type=JSON_TYPE)
 
 
 ENDPOINTS: list[Endpoint] = [
@@ -300,6 +310,7 @@ async def _read_body(request: Request, endpoint: Endpoint) -> Any:
         ):
             return {}
         raise ApiError(400, "A JSON object body is required")
+    # The standard library, not orjson: orjson turns integers over 64 bits into floats.
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -320,7 +331,7 @@ _PERMISSION_CACHE_SIZE = 1024
 
 async def _allowed(datasette: Datasette, actor: dict | None, action: str) -> bool:
     cache: dict = server.state(datasette).setdefault("permissions", {})
-    key = (action, json.dumps(actor, sort_keys=True, default=str))
+    key = (action, orjson.dumps(actor, default=str, option=orjson.OPT_SORT_KEYS))
     now = time.monotonic()
     hit = cache.get(key)
     if hit is not None and hit[1] > now:
