@@ -12,8 +12,11 @@ a megabyte. Two passes, in order:
 Speed: Python's ``re`` is quick only when a pattern starts with a literal, because then it can
 skip straight to candidate positions. Every rule here is therefore found through a literal
 (``sk-``, ``ghp_``, ``://``, a lower-cased ``token``...) and only then checked in full; rules
-that are case-insensitive search an ASCII-lowered copy with the same indices. Ordinary text
-costs one short scan per rule and nothing else.
+that are case-insensitive search an ASCII-lowered copy with the same indices. Even so, one
+scan per rule adds up over a megabyte, so each rule also declares the literals it cannot match
+without, and one RE2 set scan of the lowered copy (about as dear as three ``re`` scans) picks
+the rules worth running. Ordinary prose then costs that scan alone; code, which is full of
+``key`` and ``://``, still runs the few rules those words let through.
 
 Markers never match any rule, so redacting twice gives the same text as redacting once.
 """
@@ -25,6 +28,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import re2
 
 __all__ = [
     "KINDS",
@@ -240,6 +245,9 @@ Handler = Callable[[re.Match[str]], Span | None]
 class _Rule:
     """One secret shape.
 
+    ``literals`` are lower-case ASCII strings, free of "[" and "]", at least one of which
+    occurs in the folded text wherever the rule can change it; the gate (``_present``) skips
+    the rule otherwise.
     Without ``finders``, ``pattern`` is searched over the text directly and must start with a
     literal. With ``finders`` (patterns over the folded text, each with the number of
     characters from the start of the word it looks for to the start of its own match),
@@ -252,6 +260,7 @@ class _Rule:
     """
 
     name: str
+    literals: tuple[str, ...]
     pattern: re.Pattern[str]
     handler: Handler
     finders: tuple[tuple[re.Pattern[str], int], ...] = ()
@@ -519,12 +528,14 @@ def _assign_handler(m: re.Match[str]) -> Span | None:
     kind = _key_kind(s[i : m.end("kw")])
     if kind is None:
         return None
+    quoted = next((g for g in ("vesc", "vdq", "vsq") if m.group(g) is not None), None)
     if m.group("ws") is not None:
         if not (s[i] == "-" and (i == 0 or s[i - 1] in _FLAG_PRECEDERS)):
             return None  # whitespace separates a value only after a --flag, not in prose
+        if quoted is not None:  # --password "hunter2"
+            return _quoted_value_span(m, kind, quoted)
         # `--token --password x`: the next flag must still be looked at, so never consume.
         return _bare_value_span(m, kind, key_start=i)
-    quoted = next((g for g in ("vesc", "vdq", "vsq") if m.group(g) is not None), None)
     if quoted is not None:
         span = _quoted_value_span(m, kind, quoted)
     else:
@@ -593,25 +604,75 @@ def _bare_value_span(m: re.Match[str], kind: str, *, key_start: int) -> Span | N
     return start, end, marker(kind)
 
 
+_GITHUB_LITERALS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")
+_GITLAB_LITERALS = tuple(f"gl{p}-" for p in ("pat", "ptt", "dt", "rt", "soat", "cbt", "ft", "imt"))
+
 _BUILTIN_RULES: tuple[_Rule, ...] = (
     # Multi-line blocks first so no token rule nibbles at their base64 body.
-    _Rule("private_key", _PRIVATE_KEY_RE, _whole("private_key")),
+    _Rule("private_key", ("-----begin",), _PRIVATE_KEY_RE, _whole("private_key")),
     # Specific prefixes before anything generic, so the marker names the real kind.
-    _Rule("sk", _SK_RE, _sk_handler),
-    _Rule("aws_google", _A_RE, _a_handler),
-    _Rule("git_tokens", _GIT_RE, _git_handler),
-    _Rule("slack_token", _SLACK_TOKEN_RE, _whole("slack_token")),
-    _Rule("slack_app_token", _SLACK_APP_RE, _whole("slack_token")),
-    _Rule("stripe_key", _STRIPE_RE, _back(1, "stripe_key")),
-    _Rule("stripe_webhook", _STRIPE_WEBHOOK_RE, _whole("stripe_key")),
-    _Rule("jwt", _JWT_RE, _back(1, "jwt")),
+    _Rule("sk", ("sk-",), _SK_RE, _sk_handler),
+    _Rule("aws_google", ("akia", "asia", "aiza"), _A_RE, _a_handler),
+    _Rule("git_tokens", _GITHUB_LITERALS + _GITLAB_LITERALS, _GIT_RE, _git_handler),
+    _Rule("slack_token", ("xox",), _SLACK_TOKEN_RE, _whole("slack_token")),
+    _Rule("slack_app_token", ("xapp-",), _SLACK_APP_RE, _whole("slack_token")),
+    _Rule("stripe_key", ("k_live_", "k_test_"), _STRIPE_RE, _back(1, "stripe_key")),
+    _Rule("stripe_webhook", ("whsec_",), _STRIPE_WEBHOOK_RE, _whole("stripe_key")),
+    _Rule("jwt", ("eyj",), _JWT_RE, _back(1, "jwt")),
     # Context rules: these keep the surrounding words and replace only the credential.
-    _Rule("url", _URL_RE, _url_handler),
-    _Rule("cli_user", _CLI_USER_RE, _cli_user_handler),
-    _Rule("authorization", _AUTH_RE, _auth_handler, ((re.compile("zation(?<=authorization)"), 7),)),
-    _Rule("bearer", _BEARER_RE, _bearer_handler, ((re.compile("bearer"), 0),)),
-    _Rule("assignment", _ASSIGN_RE, _assign_handler, _ASSIGN_FINDERS, _assign_precheck),
+    _Rule("url", ("://",), _URL_RE, _url_handler),
+    _Rule(
+        "cli_user",
+        tuple(f"-{flag}{sep}" for flag in ("u", "-user") for sep in " \t="),
+        _CLI_USER_RE,
+        _cli_user_handler,
+    ),
+    _Rule(
+        "authorization",
+        ("authorization",),
+        _AUTH_RE,
+        _auth_handler,
+        ((re.compile("zation(?<=authorization)"), 7),),
+    ),
+    _Rule("bearer", ("bearer",), _BEARER_RE, _bearer_handler, ((re.compile("bearer"), 0),)),
+    _Rule(
+        "assignment",
+        ("pass", "pw", "secret", "token", "key"),
+        _ASSIGN_RE,
+        _assign_handler,
+        _ASSIGN_FINDERS,
+        _assign_precheck,
+    ),
 )
+
+
+def _compile_gate(rules: Sequence[_Rule]) -> tuple[re2.Set, tuple[int, ...]]:
+    """One RE2 set of every rule's literals, and the rule index of each of its patterns."""
+    gate = re2.Set.SearchSet()
+    owners: list[int] = []
+    for index, rule in enumerate(rules):
+        for literal in rule.literals:
+            gate.Add(re2.escape(literal))
+            owners.append(index)
+    gate.Compile()
+    return gate, tuple(owners)
+
+
+_GATE, _GATE_OWNERS = _compile_gate(_BUILTIN_RULES)
+_ALL_RULES = frozenset(range(len(_BUILTIN_RULES)))
+
+
+def _present(folded: str) -> set[int]:
+    """Indices of the rules whose literals occur in ``folded``: the only ones that can match.
+
+    A single pass for all rules; ``folded`` is ASCII, so RE2 gets its bytes as they are.
+    """
+    found = _GATE.Match(folded.encode("ascii"))
+    return {_GATE_OWNERS[i] for i in found} if found is not None else set()
+
+
+# The rules whose literals a marker itself contains ("key" in "[REDACTED:private_key]"...).
+_MARKER_RULES = frozenset(_present(_fold("\n".join(marker(kind) for kind in KINDS))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,6 +705,9 @@ class Redactor:
 
     __slots__ = ("_extra",)
 
+    #: False runs every built-in rule, as a reference for testing the gate.
+    _gated: bool = True
+
     def __init__(self, extra_patterns: Iterable[str | re.Pattern[str]] = ()) -> None:
         self._extra: tuple[re.Pattern[str], ...] = tuple(_compile_extra(p) for p in extra_patterns)
 
@@ -664,13 +728,24 @@ class Redactor:
         for pattern in self._extra:
             text = pattern.sub(_custom_repl, text)
             folded = None
-        for rule in _BUILTIN_RULES:
+        if self._gated:
+            if folded is None:
+                folded = _fold(text)
+            wanted = _present(folded)
+        else:
+            wanted = set(_ALL_RULES)
+        for index, rule in enumerate(_BUILTIN_RULES):
+            if index not in wanted:
+                continue
             if rule.finders and folded is None:
                 folded = _fold(text)
             new = rule.apply(text, folded)
             if new is not text:
+                # A rule only puts markers in (or a span back as it was), and no literal holds
+                # "[" or "]", so the only literals new to the text are those in the markers.
                 text = new
                 folded = None
+                wanted |= _MARKER_RULES
         return text
 
     def value(self, value: Any) -> Any:

@@ -268,6 +268,25 @@ async def test_a_prompt_with_a_lone_surrogate_is_kept_not_dropped(
 
 
 @pytest.mark.asyncio
+async def test_a_bash_command_with_a_quoted_password_is_queued_without_it(
+    ds: Datasette, token: str, repo: Repo
+) -> None:
+    payload = load("PostToolUse-Bash.json", session_id=SID, cwd=str(repo.main))
+    payload.update(
+        tool_name="Bash",
+        tool_input={"command": 'mysql --password "Sup3r-s3cret-pw" shop < dump.sql'},
+        tool_response={"stdout": "ok", "stderr": "", "interrupted": False},
+        tool_use_id="toolu_quoted_password",
+    )
+    response = await post(ds, token, payload)
+    assert response.status_code == 200, response.text
+    [item] = await queue_of(ds, SID)
+    assert json.loads(item["tool_input"])["command"] == (
+        'mysql --password "[REDACTED:password]" shop < dump.sql'
+    )
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "body",
     [b"{", b"not json", b"[]", b'"text"', b"42", b"null", b"", b"   ", b"\xff\xfe{}", b"{'a': 1}"],

@@ -14,7 +14,9 @@ import re
 import string
 
 import pytest
+from test_secrets import blob, make_secrets
 
+from datasette_claude_mem import redact as redact_module
 from datasette_claude_mem.redact import (
     KINDS,
     PRIVATE_MARKER,
@@ -361,6 +363,10 @@ HEADER_CASES = [
     ('token_header = "Bearer abc123DEF456ghi"', 'token_header = "Bearer [REDACTED:bearer_token]"'),
     (f"curl -u bob:{PW} https://x", "curl -u bob:[REDACTED:password] https://x"),
     (f"curl --user 'bob:{PW}' https://x", "curl --user 'bob:[REDACTED:password]' https://x"),
+    # A quoted value after a --flag (this raised AttributeError once).
+    (f'mysql --password "{PW}" shop', 'mysql --password "[REDACTED:password]" shop'),
+    (f"deploy --token '{PW}' --user bob", "deploy --token '[REDACTED:secret]' --user bob"),
+    ('--password ""', '--password ""'),
 ]
 
 
@@ -695,3 +701,213 @@ def test_idempotent_on_values() -> None:
     value = {"log": _everything().splitlines(), "password": PW, "n": 1}
     once = redact_value(value)
     assert redact_value(once) == once
+
+
+# ---------------------------------------------------------------------------------------------
+# The literal gate: skipping rules whose literals are absent must never change the output
+# ---------------------------------------------------------------------------------------------
+
+
+class UngatedRedactor(Redactor):
+    """Runs every built-in rule, as the redactor did before it had a gate."""
+
+    _gated = False
+
+
+GATED = Redactor()
+UNGATED = UngatedRedactor()
+RULES = redact_module._BUILTIN_RULES
+
+
+def rules_that_change(text: str) -> set[str]:
+    """The rules that, run alone on ``text``, would change it."""
+    folded = redact_module._fold(text)
+    return {rule.name for rule in RULES if rule.apply(text, folded) != text}
+
+
+def rules_gated_in(text: str) -> set[str]:
+    return {RULES[i].name for i in redact_module._present(redact_module._fold(text))}
+
+
+def _every_alternative() -> list[str]:
+    """One secret for every prefix, flag and keyword spelling the rules accept."""
+    out = ["gl" + p + "-" + fake(20, URLSAFE) for p in ("pat", "ptt", "dt", "rt", "soat")]
+    out += ["gl" + p + "-" + fake(24, URLSAFE) for p in ("cbt", "ft", "imt")]
+    out += ["xo" + "x" + c + "-" + fake(20) for c in "abposr"]
+    out += ["xa" + "pp-1-" + fake(20), "xa" + "pp-9-A" + fake(30)]
+    out += [p + "k_" + env + "_" + fake(24) for p in "srp" for env in ("live", "test")]
+    out += ["sk-" + "learn-compatible-estimators", "sk-" + "ant-" + "short0123", "-sk-" + fake(30)]
+    out += [f"https://hooks.slack.com/{p}/T0/B1/{fake(24)}" for p in ("workflows", "triggers")]
+    out += [f"curl -u{sep}bob:{PW} https://x" for sep in (" ", "\t", "=", "  ")]
+    out += [f"curl --user{sep}bob:{PW} https://x" for sep in (" ", "\t", "=")]
+    out += [f'curl --user="bob:{PW}" https://x', "docker run -u 1000:1000 img"]
+    out += [
+        "AUTHORIZATION: Bearer abc123DEF456ghi789",
+        '{"authorization":"Basic ' + base64.b64encode(b"bob:" + PW.encode()).decode() + '"}',
+        '{\\"Authorization\\": \\"Bearer abc123DEF456ghi789\\"}',
+        "X-Proxy-Authorization = digest abc123def456",
+        "Authorization: opaque0123456789",
+        "auth = 'Bearer abc123DEF456ghi789'",
+        "BEARER abc123DEF456ghi789",
+        "token_type=bearer\tabc123DEF456ghi789==",
+    ]
+    keys = ["PASSPHRASE", "passwd", "db_pw", "Pass", "client_secret", "refreshToken", "apiKey"]
+    seps = ["=", " = ", ": ", "=>", '": "', "': '", '\\": \\"', ": str = "]
+    out += [f"{k}{s}{SECRET_VALUE}" for k in keys for s in seps]
+    out += [f"--{k.lower()} {SECRET_VALUE}" for k in keys]
+    out += ["-----" + "BEGIN PRIVATE KEY-----\\n" + fake(64) + "\\n" + fake(20) + "==\\n"]
+    return out
+
+
+def _shapes() -> list[str]:
+    """Every secret shape the tests here and in test_secrets.py use, and the near misses."""
+    out = [secret for _, _, secret in TOKENS]
+    out += [CONTEXTS[c](secret) for _, _, secret in TOKENS for c in sorted(CONTEXTS)]
+    out += [
+        text for pair in ASSIGNMENTS + URL_CASES + HEADER_CASES + PRIVATE_CASES for text in pair
+    ]
+    out += UNCHANGED
+    out += [make_pem(label, newline)[0] for label in PEM_LABELS for newline in ("\n", "\r\n")]
+    out += ["\n".join(make_pem("OPENSSH PRIVATE KEY")[0].splitlines()[:4])]
+    out += [make_webhook()[0], f"https://x-access-token:{'gh' + 'p_' + fake(36)}@github.com/o/r"]
+    out += _every_alternative()
+    secrets = make_secrets(20240601)
+    out += [s.text for s in secrets] + blob(secrets).splitlines() + [blob(secrets)]
+    return out
+
+
+def _variants(text: str) -> list[str]:
+    """The shape in other cases, escaped into JSON, inside URLs and at either end of a text."""
+    return [
+        text,
+        text.upper(),
+        text.lower(),
+        text.swapcase(),
+        json.dumps(text),
+        json.dumps(json.dumps(text)),
+        json.dumps({"command": text})[1:],
+        f"https://example.com/cb?state={text}&x=1",
+        f"https://user:{text}@example.com/path",
+        f"ünï İ ✓ {text}",
+        f"{text} ✓ İ ünï",
+        f"{text}\n{text.upper()}",
+    ]
+
+
+SHAPES = _shapes()
+
+
+def test_the_shapes_exercise_every_rule() -> None:
+    """Otherwise the tests below could not notice a rule's literal going missing."""
+    changed: set[str] = set()
+    for text in SHAPES:
+        changed |= rules_that_change(text)
+    assert changed == {rule.name for rule in RULES}
+
+
+def test_a_rule_changes_a_text_only_when_the_gate_reports_it() -> None:
+    for shape in SHAPES:
+        for text in _variants(shape):
+            missing = rules_that_change(text) - rules_gated_in(text)
+            assert not missing, (missing, text)
+
+
+def test_gated_and_ungated_redaction_agree_on_every_shape() -> None:
+    for shape in SHAPES:
+        for text in _variants(shape):
+            assert GATED.text(text) == UNGATED.text(text), text
+
+
+def test_gated_and_ungated_redaction_agree_with_extra_patterns_and_private_blocks() -> None:
+    token = "gh" + "p_" + fake(36)
+    gated = Redactor([r"ACME-\d{6}", "Token"])
+    ungated = UngatedRedactor([r"ACME-\d{6}", "Token"])
+    for text in (
+        f"ACME-123456 <private>{token}</private> password={PW} Token: {SECRET_VALUE}",
+        f"<PRIVATE>x</PRIVATE> Authorization: Bearer {token}",
+        f"ACME-654321 TOKEN={token}",
+    ):
+        assert gated.text(text) == ungated.text(text)
+        assert token not in gated.text(text)
+
+
+# Words, and near misses of every literal the gate looks for.
+_WORD_TEXT = (
+    "the a of to in is it for keys monkey passage passing tokenizer secretary secrets bearer "
+    "bearers authorization Authorizations Asia asia askia disk- risk- task-run eyes eyJ "
+    "eyJhbGciOiJIUzI1NiJ9 sk- sk-ant- ghp_ gho_x github_pat_ glpat- xoxb- xapp-1- sk_live_ "
+    "rk_test_ whsec_ AKIA ASIA AIza http:// https:// :// -u --user -u= --user= -----BEGIN "
+    "-----END PRIVATE KEY----- RSA PRIVATE KEY----- password passwd pw PW pass secret token "
+    "key KEY Token Bearer None self.password os.environ $TOKEN ${PW} <x> "
+    "hooks.slack.com/services/ user:pw@host :pw@ bob:hunter2 1000:1000 İ ünï ✓ 日本語 ß K ſ "
+    "café naïve"
+)
+_WORDS = _WORD_TEXT.split()
+_CODE = (
+    "def f(x):",
+    "return x",
+    "if a == b:",
+    "x = y",
+    "token = get_token()",
+    "kwargs['key'] = value",
+    "d = {'password': None}",
+    "f(api_key=key)",
+    "for k in keys:",
+    "$ curl -s",
+    "PASSED [ 12%]",
+    "drwxr-xr-x 2 user user 4096",
+    "-rw-r--r--",
+)
+_SEPARATORS = (" ", " ", " ", "", "\n", "\t", "=", ": ", '"', "'", '\\"', "\\n", ",", "@", "/")
+
+
+def _random_text(rng: random.Random, secrets: list[str]) -> str:
+    pieces = []
+    for _ in range(rng.randint(1, 14)):
+        roll = rng.random()
+        if roll < 0.45:
+            piece = rng.choice(_WORDS)
+        elif roll < 0.65:
+            piece = rng.choice(_CODE)
+        elif roll < 0.75:
+            piece = "".join(rng.choice(string.punctuation) for _ in range(rng.randint(1, 4)))
+        else:
+            piece = rng.choice(secrets)
+            if rng.random() < 0.3:  # cut short, or the tail alone
+                cut = rng.randint(1, len(piece))
+                piece = piece[:cut] if rng.random() < 0.5 else piece[cut:]
+        case = rng.random()
+        if case < 0.1:
+            piece = piece.upper()
+        elif case < 0.2:
+            piece = piece.lower()
+        pieces.append(piece)
+        pieces.append(rng.choice(_SEPARATORS))
+    text = "".join(pieces[:-1])
+    return json.dumps(text) if rng.random() < 0.1 else text
+
+
+def test_gated_and_ungated_redaction_agree_on_random_texts() -> None:
+    rng = random.Random(8675309)
+    secrets = [s for s in SHAPES if 0 < len(s) < 400]
+    for _ in range(3000):
+        text = _random_text(rng, secrets)
+        assert GATED.text(text) == UNGATED.text(text), text
+        missing = rules_that_change(text) - rules_gated_in(text)
+        assert not missing, (missing, text)
+
+
+def test_literals_cannot_straddle_a_marker() -> None:
+    """What lets the gate skip a rescan after a rule has put markers in the text."""
+    for rule in RULES:
+        for literal in rule.literals:
+            assert literal and literal == literal.lower() and literal.isascii(), rule.name
+            assert "[" not in literal and "]" not in literal, rule.name
+    for kind in KINDS:
+        assert marker(kind).startswith("[") and marker(kind).endswith("]")
+
+
+def test_ordinary_prose_runs_no_rule() -> None:
+    text = "The build finished in 42 s. Nothing to report; see the log for details.\n" * 50
+    assert rules_gated_in(text) == set()
+    assert redact(text) == text
