@@ -23,6 +23,7 @@ from .guard import LOOPBACK_HOSTS
 from .queries import QUERIES
 from .redact import Redactor
 from .store import Store, apply_pragmas, fts_query, migrate
+from .writes import WriteQueue
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -109,15 +110,16 @@ def spool_path(datasette: Datasette) -> Path | None:
 
 
 async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
-    """Run fn with a store on the memory's write connection, in the write thread."""
+    """Run fn with a store on the memory's write connection, in the write thread, together
+    with any other writes waiting for it (see writes.py)."""
     db = memory_database(datasette)
     if db is None:
         raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
-
-    def run(conn: sqlite3.Connection) -> T:
-        return fn(open_store(datasette, conn))
-
-    return await db.execute_write_fn(run, transaction=False)
+    queues = state(datasette).setdefault("write_queues", {})
+    queue = queues.get(db.name)
+    if queue is None or queue.db is not db:
+        queue = queues[db.name] = WriteQueue(db, lambda conn: open_store(datasette, conn))
+    return await queue.submit(fn)
 
 
 async def startup(datasette: Datasette) -> None:
