@@ -276,3 +276,23 @@ def m004_add_context_indexes(db: Database) -> None:
     learnings; these indexes give it them without sorting."""
     db.execute("CREATE INDEX idx_fn_recent ON function_map(project, updated_at, id)")
     db.execute("CREATE INDEX idx_learn_active ON learnings(is_active, confidence, updated_at, id)")
+
+
+def last_name(column: str) -> str:
+    """SQL for the part of a dotted name after its last dot (`Parser.parse` -> `parse`).
+
+    rtrim() with every character of the name except the dots strips the last part, leaving
+    the prefix up to and including the last dot; what follows it is the last part. The
+    stored queries repeat this exact expression so that SQLite uses the indexes below.
+    """
+    return f"substr({column}, length(rtrim({column}, replace({column}, '.', ''))) + 1)"
+
+
+@migrations(name="m005_index_call_graph_names")
+def m005_index_call_graph_names(db: Database) -> None:
+    """Callers and callees are looked up by a name that also matches methods of that name,
+    which no index on the whole name can answer: index the last part of each name."""
+    for side in ("caller", "callee"):
+        db.execute(
+            f"CREATE INDEX idx_cg_{side}_name ON call_graph({last_name(f'{side}_function')})"
+        )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .migrations import last_name
+
 
 @dataclass(frozen=True)
 class StoredQuery:
@@ -34,7 +36,8 @@ def _edges_query(name: str, side: str, title: str, what: str) -> StoredQuery:
         sql=f"""SELECT caller_file, caller_function, callee_file, callee_function, resolution,
     confidence, times_confirmed, source, project, session_id, created_at, id
 FROM call_graph
-WHERE {PROJECT}
+WHERE {last_name(f"{side}_function")} = {last_name(":function")}
+  AND {PROJECT}
   AND ({side}_function = :function
     OR substr({side}_function, -length(:function) - 1) = '.' || :function)
   AND (:file = '' OR {side}_file = :file)

@@ -54,6 +54,8 @@ OTHER_INDEXES = {
     "idx_queue_session",
     "idx_queue_lease",
     "idx_cg_session",
+    "idx_cg_caller_name",
+    "idx_cg_callee_name",
 }
 TRIGGERS = {
     "observations_ai",

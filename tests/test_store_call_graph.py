@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from datasette_claude_mem.migrations import last_name
 from datasette_claude_mem.models import EdgeInput, EdgesAdd, Session, SessionStart
+from datasette_claude_mem.queries import QUERY_SQL
 from datasette_claude_mem.store import NotFound, Store
 
 
@@ -77,6 +79,30 @@ def test_a_bare_name_finds_methods_of_that_name_and_nothing_like_it(
     assert pairs(store.callers(session.project, "Client.get_token")) == {
         ("main", "Client.get_token")
     }
+
+
+@pytest.mark.parametrize("query", ["callers", "callees"])
+@pytest.mark.parametrize("project", ["", "some/project"])
+def test_a_lookup_by_name_reads_the_name_index_not_every_edge(
+    store: Store, query: str, project: str
+) -> None:
+    """The session-start context looks up callers of ten functions: over a large call graph
+    a scan of every edge for each one took tens of milliseconds."""
+    plan = store.conn.execute(
+        f"EXPLAIN QUERY PLAN {QUERY_SQL[query]}",
+        {"project": project, "function": "Client.get_token", "file": ""},
+    ).fetchall()
+    side = "callee" if query == "callers" else "caller"
+    assert any(f"USING INDEX idx_cg_{side}_name" in row[3] for row in plan), plan
+
+
+@pytest.mark.parametrize(
+    ("name", "last"),
+    [("parse", "parse"), ("Parser.parse", "parse"), ("a.b.c", "c"), ("pkg.mod.a.a", "a"),
+     ("b.b.b", "b"), ("", ""), ("ünï.cödé", "cödé")],
+)  # fmt: skip
+def test_last_name_is_the_part_after_the_last_dot(store: Store, name: str, last: str) -> None:
+    assert store.conn.execute(f"SELECT {last_name(':n')}", {"n": name}).fetchone()[0] == last
 
 
 def test_an_edge_seen_again_is_confirmed_not_duplicated(store: Store, session: Session) -> None:
