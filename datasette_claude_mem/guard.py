@@ -58,7 +58,7 @@ def guard(app: ASGIApp, allowed_hosts: Callable[[], Iterable[str]]) -> ASGIApp:
             await app(scope, receive, send)
             return
         headers = _headers(scope)
-        hosts = [h.lower() for h in allowed_hosts()]
+        hosts = allowed_hosts()  # lower case
         host = headers.get("host")
         if "*" not in hosts and not host_allowed(host, hosts):
             await _refuse(

@@ -42,7 +42,10 @@ def plugin_config(datasette: Datasette) -> dict[str, Any]:
 
 
 def memory_database_name(datasette: Datasette) -> str:
-    return plugin_config(datasette).get("database") or DATABASE_NAME
+    kept = state(datasette)
+    if "database_name" not in kept:  # plugin_config() walks the whole configuration
+        kept["database_name"] = plugin_config(datasette).get("database") or DATABASE_NAME
+    return kept["database_name"]
 
 
 def memory_database(datasette: Datasette) -> DatasetteDatabase | None:
@@ -50,11 +53,15 @@ def memory_database(datasette: Datasette) -> DatasetteDatabase | None:
 
 
 def allowed_hosts(datasette: Datasette) -> list[str]:
-    """Host names the server answers to: loopback, plus any the configuration adds."""
-    configured = list(plugin_config(datasette).get("allowed_hosts") or [])
-    extra = os.environ.get(ENV_ALLOWED_HOSTS, "")
-    configured += [h.strip() for h in extra.split(",") if h.strip()]
-    return [*LOOPBACK_HOSTS, *configured]
+    """Host names the server answers to: loopback, plus any the configuration adds.
+    Worked out once per server: every request is checked against it."""
+    kept = state(datasette)
+    if "allowed_hosts" not in kept:
+        configured = list(plugin_config(datasette).get("allowed_hosts") or [])
+        extra = os.environ.get(ENV_ALLOWED_HOSTS, "")
+        configured += [h.strip() for h in extra.split(",") if h.strip()]
+        kept["allowed_hosts"] = [h.lower() for h in [*LOOPBACK_HOSTS, *configured]]
+    return kept["allowed_hosts"]
 
 
 def synchronous(datasette: Datasette) -> str:
@@ -93,8 +100,17 @@ def hook_options(datasette: Datasette) -> dict[str, Any]:
 
 
 def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:
-    made = redactor(datasette)
-    return Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
+    """The store on one of Datasette's connections, made once per connection: making one
+    asks SQLite for a setting, and every write and read through the plugin needs one."""
+    stores: dict[int, Store] = state(datasette).setdefault("stores", {})
+    store = stores.get(id(conn))
+    if store is None or store.conn is not conn:
+        if len(stores) > 64:  # connections come and go with Datasette's thread pool
+            stores.clear()
+        made = redactor(datasette)
+        store = Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
+        stores[id(conn)] = store
+    return store
 
 
 def spool_path(datasette: Datasette) -> Path | None:

@@ -424,19 +424,18 @@ class Store:
             data.functions_changed,
         )
         with self.write():
-            project = self._session_project(data.session_id)
-            row_id = new_id()
+            # The project comes from the session in the same statement; no row back means
+            # the session is missing or the observation is already there.
             inserted = self._all(
                 "INSERT INTO observations (id, project, session_id, queue_item_id, tool_name, "
                 "title, summary, detail, files_touched, functions_changed, tokens_raw, "
                 "tokens_compressed, content_hash, embedding, embedding_model, "
                 "embedding_version, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "SELECT ?, project, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "FROM sessions WHERE id = ? "
                 "ON CONFLICT(content_hash) DO NOTHING RETURNING *",
                 [
-                    row_id,
-                    project,
-                    data.session_id,
+                    new_id(),
                     data.queue_item_id,
                     data.tool_name,
                     title,
@@ -451,11 +450,14 @@ class Store:
                     data.embedding_model,
                     data.embedding_version,
                     utc_now(),
+                    data.session_id,
                 ],
             )
             row = inserted[0] if inserted else None
             if row is None:
                 row = self._one("SELECT * FROM observations WHERE content_hash = ?", [content_hash])
+            if row is None:
+                raise NotFound(f"session {data.session_id!r} does not exist")
         return Saved(Observation.model_validate(row), bool(inserted))
 
     def get_observation(self, observation_id: str) -> Observation | None:

@@ -5,7 +5,7 @@ the thread, tracing, waking the event loop again), and each transaction ends in 
 So writes that arrive while the thread is busy wait here, and the next hand-off takes all of
 them at once: one hand-off and one transaction for the batch, each write in its own
 savepoint, so that one failing write is rolled back alone and reported to its own caller.
-A write that arrives alone goes on its own, exactly as it would without this queue.
+A write that arrives when nothing is in flight goes straight to the write thread.
 """
 
 from __future__ import annotations
@@ -59,13 +59,30 @@ class WriteQueue:
         self.open_store = open_store
         self._waiting: list[tuple[Write, asyncio.Future]] = []
         self._task: asyncio.Task | None = None
+        self._direct = False  # a lone write is in the write thread, outside any batch
 
     async def submit(self, write: Write) -> Any:
         """Run write(store) in the write thread; its result, or the exception it raised."""
+        if self._task is None and not self._direct:
+            # Nothing in flight: hand this write over at once, with no task in between.
+            self._direct = True
+            try:
+                [(ok, value)] = await self.db.execute_write_fn(
+                    functools.partial(self._run, writes=[write]), transaction=False
+                )
+            finally:
+                # Also when this caller was cancelled: the writes that queued up meanwhile
+                # must still be handed over.
+                self._direct = False
+                if self._waiting and self._task is None:
+                    self._task = asyncio.ensure_future(self._drain())
+            if ok:
+                return value
+            raise value
+        # A write or a batch is in flight: wait for the next batch, which the drain task or
+        # the lone write's caller starts when it is done.
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((write, future))
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._drain())
         return await future
 
     def _run(self, conn: sqlite3.Connection, writes: list[Write]) -> list[Outcome]:
