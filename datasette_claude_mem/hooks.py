@@ -105,23 +105,31 @@ def handle_hook(
     session_id = payload.get("session_id")
     session_id = str(session_id) if session_id else None
     cwd = str(payload.get("cwd") or "")
-    project = _project(cwd) if cwd else None
-    if project is not None and is_excluded(project, excluded_projects):
+    excluded = list(excluded_projects)
+    # Finding the project of a directory looks at the file system: only when it is needed,
+    # to check the exclusions or to start a session.
+    project = _project(cwd) if cwd and excluded else None
+    if project is not None and is_excluded(project, excluded):
         return HookResult({}, event, session_id, project, 0.0)
 
     output: dict[str, Any] = {}
     data: dict[str, Any] = {k: v for k, v in payload.items() if k not in COMMON_FIELDS}
     with store.write():
         if session_id and cwd:
-            session = store.create_session(
-                SessionStart(id=session_id, project_dir=cwd, project=project)
-            ).row
+            session = (
+                store.get_session(session_id)
+                or store.create_session(
+                    SessionStart(id=session_id, project_dir=cwd, project=project or _project(cwd))
+                ).row
+            )
             project = session.project
             if event == "SessionStart" and session.status != SessionStatus.ACTIVE:
                 # A resumed session (claude --resume) is open again until its next SessionEnd.
                 store.update_session(
                     session_id, SessionUpdate(status=SessionStatus.ACTIVE, ended_at=None)
                 )
+        elif cwd:
+            project = project or _project(cwd)
         if event == "PostToolUse" and session_id:
             raw, truncated = _truncate(_text(payload.get("tool_response")))
             tool_input = payload.get("tool_input")

@@ -310,16 +310,34 @@ async def _read_body(request: Request, endpoint: Endpoint) -> Any:
         ):
             return {}
         raise ApiError(400, "A JSON object body is required")
-    # The standard library, not orjson: orjson turns integers over 64 bits into floats.
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ApiError(400, f"The body is not valid JSON: {error}") from error
-    except RecursionError as error:
-        raise ApiError(400, "The body's JSON is nested too deeply") from error
+        data = orjson.loads(raw)
+        if _maybe_lossy(data):
+            raise ValueError("an integer orjson read as a float")
+    except (ValueError, RecursionError):
+        # The standard library takes what orjson refuses or reads lossily: integers beyond
+        # 64 bits, lone surrogates, NaN. Its message is the one a client sees.
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ApiError(400, f"The body is not valid JSON: {error}") from error
+        except RecursionError as error:
+            raise ApiError(400, "The body's JSON is nested too deeply") from error
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object")
     return data
+
+
+def _maybe_lossy(value: Any) -> bool:
+    """Whether orjson may have read an integer beyond 64 bits as a float (it does so
+    silently); a float that large in the body is re-read by the standard library."""
+    if isinstance(value, float):
+        return abs(value) >= 2**63
+    if isinstance(value, dict):
+        return any(_maybe_lossy(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_maybe_lossy(v) for v in value)
+    return False
 
 
 # Checking a permission runs SQL in a thread pool: about a third of a write's time. Answers
