@@ -222,11 +222,15 @@ async def run_worker(datasette: Datasette, settings: dict[str, Any]) -> None:
 async def _work_one_batch(datasette: Datasette, worker: Any) -> int:
     from .worker import BatchReport, project_root, read_sources
 
+    db = memory_database(datasette)
+    assert db is not None
+    # Looked at through a read connection first: an idle worker polling the write thread
+    # would make hook events wait behind empty write transactions.
+    if not await db.execute_fn(lambda conn: open_store(datasette, conn).has_claimable_work()):
+        return 0
     items = await write(datasette, worker.claim)
     if not items:
         return 0
-    db = memory_database(datasette)
-    assert db is not None
     started = time.perf_counter()
     report = BatchReport(worker.worker_id)
     for item in items:

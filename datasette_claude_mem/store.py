@@ -945,6 +945,20 @@ class Store:
         assert item is not None
         return item
 
+    def has_claimable_work(self) -> bool:
+        """Whether a claim would find anything: items waiting, leases run out, or failures
+        whose backoff has passed. A read, so that an idle worker takes no write lock."""
+        found = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pending_queue "
+            "WHERE status = 'raw' AND available_at <= :now) "
+            "OR EXISTS (SELECT 1 FROM pending_queue "
+            "WHERE status = 'processing' AND lease_expires_at < :now) "
+            "OR EXISTS (SELECT 1 FROM pending_queue "
+            "WHERE status = 'error' AND available_at <= :now AND attempts < max_attempts)",
+            {"now": utc_now()},
+        ).fetchone()
+        return bool(found[0])
+
     def retry_failed(self, project: str | None = None, dead_letters: bool = False) -> int:
         """Send failed items whose backoff has passed back to the queue; returns how many.
 

@@ -293,6 +293,8 @@ class Worker:
         """Claim, compress and finish one batch on a store this process owns."""
         started = time.perf_counter()
         report = BatchReport(self.worker_id)
+        if not store.has_claimable_work():
+            return report
         for item in self.claim(store):
             report.outcomes.append(self.finish(store, item, self.compress(item)))
         report.duration_ms = (time.perf_counter() - started) * 1000

@@ -408,3 +408,22 @@ def test_items_queued_together_are_claimed_in_the_order_they_were_queued(
     )
     claimed = [i.tool_use_id for i in store.dequeue_batch(20, worker="w")]
     assert claimed == [f"tu-{i:02d}" for i in range(20)]
+
+
+def test_has_claimable_work_sees_each_kind_of_claimable_item(
+    store: Store, session: Session
+) -> None:
+    assert store.has_claimable_work() is False
+    item = enqueue(store, session, "t1").row
+    assert store.has_claimable_work() is True
+    [held] = store.dequeue_batch(1, worker="w", lease_seconds=SHORT_LEASE)
+    assert store.has_claimable_work() is False  # held under a live lease
+    time.sleep(SHORT_LEASE * 2)
+    assert store.has_claimable_work() is True  # the lease ran out
+    [held] = store.dequeue_batch(1, worker="w")
+    store.fail(held.id, "w", "boom")
+    assert store.has_claimable_work() is False  # failed, waiting out its backoff
+    make_available_now(store, item.id)
+    assert store.has_claimable_work() is True  # backoff over
+    store.conn.execute("UPDATE pending_queue SET attempts = max_attempts WHERE id = ?", [item.id])
+    assert store.has_claimable_work() is False  # a dead letter is not claimable

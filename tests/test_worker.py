@@ -548,3 +548,26 @@ def test_cli_worker_without_llm_extra_says_what_to_install(tmp_path: Path) -> No
     )
     assert run.returncode != 0
     assert "pip install 'datasette-claude-mem[llm]'" in run.stderr
+
+
+def test_an_idle_worker_does_not_wait_for_the_write_lock(store: Store, config) -> None:
+    """Polling an empty queue reads; it must not queue up behind (or hold up) writers."""
+    import sqlite3
+    import threading
+
+    other = sqlite3.connect(config.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        done = threading.Event()
+        reports = []
+
+        def poll() -> None:
+            reports.append(Worker(worker_id="idle").run_once(store))
+            done.set()
+
+        threading.Thread(target=poll, daemon=True).start()
+        assert done.wait(5), "the idle worker waited for the write lock"
+        assert reports[0].outcomes == []
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
