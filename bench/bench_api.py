@@ -2,12 +2,18 @@
 
     python bench/bench_api.py [--quick] [--requests N] [--no-write]
 
-Three servers, on free 127.0.0.1 ports, each over a fresh memory file:
+Four servers, on free 127.0.0.1 ports, each over a fresh memory file:
 
 - floor: a bare ASGI app (in this script, served by uvicorn) that parses the JSON body and
   runs the store's observation INSERT with sqlite3 (same pragmas, same statement, BEGIN
   IMMEDIATE, the session's project looked up in the same transaction);
 - plugin: `datasette claude-mem serve`, POST /-/claude-mem/observations;
+- write-floor: the same server, POST /-/bench/observations: a route added for this benchmark
+  (with --plugins-dir) that runs the floor's SQL through Datasette's write thread and nothing
+  else, to show what Datasette's request handling and write path cost by themselves;
+- no-rename-check: a second plugin server with Datasette's own write_wrapper (the one in
+  datasette.events, which reads sqlite_master before and after every write to notice renamed
+  tables) taken out, measured on both routes: what that check costs each write;
 - datasette-insert: `datasette claude-mem serve` with a configuration that grants insert-row
   to the token actor, POST /claude-mem/observations/-/insert (Datasette's own write API).
 
@@ -65,6 +71,102 @@ INSERT_SQL = (
 # The floor: a bare ASGI app
 
 
+def floor_insert(conn: sqlite3.Connection, data: dict) -> str:
+    """The floor's write: the observation INSERT with the session's project, in BEGIN
+    IMMEDIATE, as the store does it but with nothing else around it."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    files = json.dumps(data.get("files_touched", []))
+    functions = json.dumps(data.get("functions_changed", []))
+    content_hash = hashlib.sha256(
+        json.dumps(
+            [
+                data["session_id"],
+                data["tool_name"],
+                data["title"],
+                data["summary"],
+                data.get("detail"),
+                files,
+                functions,
+            ]
+        ).encode()
+    ).hexdigest()
+    row_id = str(uuid.uuid4())
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute(
+            "SELECT project FROM sessions WHERE id = ?", [data["session_id"]]
+        ).fetchone()
+        conn.execute(
+            INSERT_SQL,
+            [
+                row_id,
+                found[0],
+                data["session_id"],
+                None,
+                data["tool_name"],
+                data["title"],
+                data["summary"],
+                data.get("detail"),
+                files,
+                functions,
+                data.get("tokens_raw", 0),
+                data.get("tokens_compressed", 0),
+                content_hash,
+                None,
+                None,
+                None,
+                now,
+            ],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return row_id
+
+
+# The same write as a Datasette plugin route with nothing else around it: what Datasette's
+# request handling and its write thread cost by themselves. Loaded into the plugin's server
+# with --plugins-dir.
+WRITE_FLOOR_PLUGIN = """\
+import json
+import os
+import sys
+
+sys.path.insert(0, {bench!r})
+from bench_api import floor_insert
+from datasette import hookimpl
+from datasette.utils.asgi import Response
+
+
+if os.environ.get("BENCH_NO_RENAME_CHECK"):
+    # Datasette's own write_wrapper (datasette.events) reads sqlite_master before and after
+    # every write to notice renamed tables. Here it is taken out, to measure what it costs.
+    import datasette.events
+    from datasette.plugins import pm
+
+    pm.unregister(datasette.events)
+
+    class Events:
+        @hookimpl
+        def register_events(self):
+            return datasette.events.register_events()
+
+    pm.register(Events(), name="events-without-write-wrapper")
+
+
+@hookimpl
+def register_routes():
+    async def insert(request, datasette):
+        data = json.loads(await request.post_body())
+        db = datasette.get_database("claude-mem")
+        row_id = await db.execute_write_fn(lambda conn: floor_insert(conn, data), transaction=False)
+        return Response.json({{"ok": True, "row": {{"id": row_id}}}}, status=201)
+
+    return [(r"^/-/bench/observations$", insert)]
+"""
+
+
 def floor_app(db_path: str) -> Callable:
     conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     for pragma in ("busy_timeout=5000", "foreign_keys=ON", "recursive_triggers=ON"):
@@ -97,55 +199,7 @@ def floor_app(db_path: str) -> Callable:
             message = await receive()
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        data = json.loads(b"".join(chunks))
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        files = json.dumps(data.get("files_touched", []))
-        functions = json.dumps(data.get("functions_changed", []))
-        content_hash = hashlib.sha256(
-            json.dumps(
-                [
-                    data["session_id"],
-                    data["tool_name"],
-                    data["title"],
-                    data["summary"],
-                    data.get("detail"),
-                    files,
-                    functions,
-                ]
-            ).encode()
-        ).hexdigest()
-        row_id = str(uuid.uuid4())
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            found = conn.execute(
-                "SELECT project FROM sessions WHERE id = ?", [data["session_id"]]
-            ).fetchone()
-            conn.execute(
-                INSERT_SQL,
-                [
-                    row_id,
-                    found[0],
-                    data["session_id"],
-                    None,
-                    data["tool_name"],
-                    data["title"],
-                    data["summary"],
-                    data.get("detail"),
-                    files,
-                    functions,
-                    data.get("tokens_raw", 0),
-                    data.get("tokens_compressed", 0),
-                    content_hash,
-                    None,
-                    None,
-                    None,
-                    now,
-                ],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        row_id = floor_insert(conn, json.loads(b"".join(chunks)))
         await respond(send, 201, {"ok": True, "row": {"id": row_id}})
 
     return app
@@ -226,15 +280,23 @@ def memory_env(base: Path) -> dict[str, str]:
     return env
 
 
-def start_memory_server(name: str, base: Path, work: Path, config: str | None = None) -> Server:
+def start_memory_server(
+    name: str,
+    base: Path,
+    work: Path,
+    config: str | None = None,
+    plugins_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
     base.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (base / "datasette.yaml").write_text(config)
     port = free_port()
+    extra = ["--", "--plugins-dir", str(plugins_dir)] if plugins_dir else []
     server = start(
         name,
-        [str(BIN / "datasette"), "claude-mem", "serve", "-p", str(port)],
-        memory_env(base),
+        [str(BIN / "datasette"), "claude-mem", "serve", "-p", str(port), *extra],
+        {**memory_env(base), **(env or {})},
         work,
         port,
     )
@@ -639,10 +701,34 @@ def report(
         f"{verdict(claim_p50 <= TARGET_CLAIM_MS)} |"
     )
     ds_ratio = by[("datasette-insert", 1)].p50 / by[("floor", 1)].p50
+    wf = {conc: by[("write-floor", conc)].p50 for conc in (1, 8)}
+
+    def unchecked(name: str) -> float:
+        return by[(name, 1)].p50 / by[("floor", 1)].p50
+
     lines += [
         "",
         f"Datasette's own insert API, for comparison: {ds_ratio:.2f}x the floor at p50 "
         "(concurrency 1).",
+        "",
+        "The floor's own write as a bare plugin route in the same server (`write-floor`: "
+        "Datasette's request handling and token check, then the floor's SQL through "
+        "`execute_write_fn`, nothing else) is "
+        + ", ".join(
+            f"{wf[conc] / by[('floor', conc)].p50:.2f}x the floor at concurrency {conc}"
+            for conc in (1, 8)
+        )
+        + "; the plugin's write is "
+        + ", ".join(
+            f"{by[('plugin', conc)].p50 / wf[conc]:.2f}x that route at concurrency {conc}"
+            for conc in (1, 8)
+        )
+        + ".",
+        "",
+        "In a server where Datasette's rename check (the write_wrapper of `datasette.events`, "
+        "which reads sqlite_master before and after every write) is taken out, at concurrency "
+        f"1: the bare route is {unchecked('write-floor, no rename check'):.2f}x the floor "
+        f"and the plugin's write {unchecked('plugin, no rename check'):.2f}x.",
         "",
         "Where a plugin write's time goes, each stage timed alone in one process (p50):",
         "",
@@ -699,14 +785,27 @@ def main() -> None:
             floor = start("floor", command, os.environ.copy(), work, floor_port)
             servers.append(floor)
             floor.wait("/")
-            plugin = start_memory_server("plugin", work / "plugin", work)
+            plugins_dir = work / "bench-plugins"
+            plugins_dir.mkdir()
+            (plugins_dir / "write_floor.py").write_text(
+                WRITE_FLOOR_PLUGIN.format(bench=str(Path(__file__).resolve().parent))
+            )
+            plugin = start_memory_server("plugin", work / "plugin", work, plugins_dir=plugins_dir)
+            unwrapped = start_memory_server(
+                "no-rename-check",
+                work / "unwrapped",
+                work,
+                plugins_dir=plugins_dir,
+                env={"BENCH_NO_RENAME_CHECK": "1"},
+            )
             servers.append(plugin)
             inserter = start_memory_server("datasette-insert", work / "insert", work, INSERT_CONFIG)
             servers.append(inserter)
+            servers.append(unwrapped)
 
             sessions = {}
             tokens = {}
-            for server in (plugin, inserter):
+            for server in (plugin, inserter, unwrapped):
                 tokens[server.name] = cli_token(server)
                 status, body = request(
                     server.port,
@@ -734,6 +833,27 @@ def main() -> None:
                     lambda tag: observation(sessions["plugin"], tag),
                 ),
                 (
+                    "write-floor",
+                    plugin.port,
+                    "/-/bench/observations",
+                    {"Authorization": f"Bearer {tokens['plugin']}"},
+                    lambda tag: observation(sessions["plugin"], tag),
+                ),
+                (
+                    "write-floor, no rename check",
+                    unwrapped.port,
+                    "/-/bench/observations",
+                    {"Authorization": f"Bearer {tokens['no-rename-check']}"},
+                    lambda tag: observation(sessions["no-rename-check"], tag),
+                ),
+                (
+                    "plugin, no rename check",
+                    unwrapped.port,
+                    "/-/claude-mem/observations",
+                    {"Authorization": f"Bearer {tokens['no-rename-check']}"},
+                    lambda tag: observation(sessions["no-rename-check"], tag),
+                ),
+                (
                     "datasette-insert",
                     inserter.port,
                     "/claude-mem/observations/-/insert",
@@ -746,7 +866,7 @@ def main() -> None:
             cells = []
             for concurrency in (1, 8):
                 # Round robin in slices, so that whatever else the machine does at a given
-                # moment weighs on the three servers alike.
+                # moment weighs on every server alike.
                 parts: dict[str, list[Cell]] = {name: [] for name, *_ in targets}
                 for name, port, path, headers, make in targets:
                     load(
@@ -778,7 +898,7 @@ def main() -> None:
                             sum(c.errors for c in done),
                         )
                     )
-                for cell in cells[-3:]:
+                for cell in cells[-len(targets) :]:
                     print(
                         f"{cell.server:>16} c={cell.concurrency}: p50 {cell.p50:6.2f} ms  "
                         f"p99 {cell.p99:7.2f} ms  {cell.rps:6.0f} req/s  errors {cell.errors}",
