@@ -6,8 +6,10 @@ What it measures, each beside a baseline taken in the same run so the ratios mea
 
 * PostToolUse through POST /-/claude-mem/hooks with 1 KB, 100 KB and 1 MB tool responses:
   p50/p99 round trip over a kept-alive connection. Baselines: a bare uvicorn echo app (reads
-  the same body, answers {}) and Datasette's own floor (a POST the plugin refuses with 405,
-  which reads no body and touches no database). Breakdown: the same payloads through
+  the same body, answers {}), Datasette's own floor (a POST the plugin refuses with 405,
+  which reads no body and touches no database), and a bare write route added to the same
+  server that stores the tool response through Datasette's write thread and does nothing
+  else (what any plugin pays to store the body). Breakdown: the same payloads through
   handle_hook in process (no HTTP), and redaction alone.
 * The command hook (`python -S hook_script.py`): whole-process wall time posting a 1 KB
   PostToolUse, against `curl` posting the same body and against `python -S -c pass`; also
@@ -78,6 +80,35 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": b"{}"})
+"""
+
+
+# Loaded into the memory server with --plugins-dir: a route that stores the tool response as
+# it came through Datasette's write thread and does nothing else (no redaction, no queue or
+# event rows), to show what Datasette's request handling and write path cost by themselves.
+BARE_WRITE_PLUGIN = """
+import json
+from datasette import hookimpl
+from datasette.utils.asgi import Response
+
+
+def store(conn, text):
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_bodies (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("INSERT INTO bench_bodies (body) VALUES (?)", [text])
+    conn.execute("COMMIT")
+
+
+@hookimpl
+def register_routes():
+    async def write(request, datasette):
+        event = json.loads(await request.post_body())
+        text = json.dumps(event.get("tool_response"))
+        db = datasette.get_database("claude-mem")
+        await db.execute_write_fn(lambda conn: store(conn, text), transaction=False)
+        return Response.json({})
+
+    return [(r"^/-/bench/write$", write)]
 """
 
 
@@ -174,7 +205,11 @@ def start_memory(base_dir: Path, timings: Path | None = None) -> tuple[Process, 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_MEM_", "DATASETTE_"))}
     env.update(CLAUDE_MEM_DIR=str(base_dir), CLAUDE_MEM_WORKER="0")
     port = free_port()
+    plugins = base_dir / "bench-plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / "bare_write.py").write_text(BARE_WRITE_PLUGIN, encoding="utf-8")
     args = [str(DATASETTE), "claude-mem", "serve", "--port", str(port)]
+    args += ["--", "--plugins-dir", str(plugins)]
     if timings is not None:
         program = base_dir / "timed_server.py"
         program.write_text(TIMED_SERVER, encoding="utf-8")
@@ -333,6 +368,7 @@ def bench_post_tool_use(work: Path, counts: dict[str, int]) -> dict[str, Any]:
                 json.dumps(post_tool_use("bench", cwd, size, i)).encode() for i in range(n + 5)
             ]
             results[f"echo {label}"] = timed_posts(echo.port, "/", bodies, headers)
+            results[f"bare {label}"] = timed_posts(server.port, "/-/bench/write", bodies, headers)
             results[f"hook {label}"] = timed_posts(server.port, HOOKS, bodies, headers)
             results[f"bytes {label}"] = len(bodies[0])
         conn = sqlite3.connect(work / "post" / "claude-mem.db")
@@ -648,7 +684,10 @@ def report(post: dict, script: dict, context: dict, args: argparse.Namespace,
         "",
         "## PostToolUse through POST /-/claude-mem/hooks",
         "",
-        "Ratio: to the bare uvicorn echo app receiving the same body.",
+        "Ratio: to the bare uvicorn echo app receiving the same body. The bare write route is "
+        "a route added to the same server for this benchmark: it stores the tool response as "
+        "it came through Datasette's write thread and does nothing else (no permission check, "
+        "no redaction, no queue or event rows), which is what Datasette itself costs.",
         "",
         "| what | n | p50 | p99 | mean | ratio |",
         "|---|---|---|---|---|---|",
@@ -658,6 +697,9 @@ def report(post: dict, script: dict, context: dict, args: argparse.Namespace,
     for label in SIZES:
         lines.append(
             row(f"echo app, {label} ({post[f'bytes {label}']:,} B)", post[f"echo {label}"])
+        )
+        lines.append(
+            row(f"bare write route, {label}", post[f"bare {label}"], post[f"echo {label}"])
         )
         lines.append(row(f"**hook, {label}**", post[f"hook {label}"], post[f"echo {label}"]))
     lines += [
