@@ -825,34 +825,21 @@ def main() -> None:
                     {},
                     lambda tag: observation(floor_session, tag),
                 ),
-                (
-                    "plugin",
-                    plugin.port,
-                    "/-/claude-mem/observations",
-                    {"Authorization": f"Bearer {tokens['plugin']}"},
-                    lambda tag: observation(sessions["plugin"], tag),
-                ),
-                (
-                    "write-floor",
-                    plugin.port,
-                    "/-/bench/observations",
-                    {"Authorization": f"Bearer {tokens['plugin']}"},
-                    lambda tag: observation(sessions["plugin"], tag),
-                ),
-                (
-                    "write-floor, no rename check",
-                    unwrapped.port,
-                    "/-/bench/observations",
-                    {"Authorization": f"Bearer {tokens['no-rename-check']}"},
-                    lambda tag: observation(sessions["no-rename-check"], tag),
-                ),
-                (
-                    "plugin, no rename check",
-                    unwrapped.port,
-                    "/-/claude-mem/observations",
-                    {"Authorization": f"Bearer {tokens['no-rename-check']}"},
-                    lambda tag: observation(sessions["no-rename-check"], tag),
-                ),
+                *[
+                    (
+                        name,
+                        server.port,
+                        path,
+                        {"Authorization": f"Bearer {tokens[server.name]}"},
+                        lambda tag, server=server: observation(sessions[server.name], tag),
+                    )
+                    for name, server, path in (
+                        ("plugin", plugin, "/-/claude-mem/observations"),
+                        ("write-floor", plugin, "/-/bench/observations"),
+                        ("write-floor, no rename check", unwrapped, "/-/bench/observations"),
+                        ("plugin, no rename check", unwrapped, "/-/claude-mem/observations"),
+                    )
+                ],
                 (
                     "datasette-insert",
                     inserter.port,
