@@ -300,7 +300,11 @@ def start_memory_server(
         work,
         port,
     )
-    server.wait("/-/claude-mem/openapi.json")
+    try:
+        server.wait("/-/claude-mem/openapi.json")
+    except BaseException:
+        server.stop()  # a server that never came up must not outlive the run
+        raise
     return server
 
 
