@@ -39,12 +39,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import free_port, machine, versions
+from benchlib import ServerProcess, free_port, machine, memory_env, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -232,52 +232,8 @@ def request(
         conn.close()
 
 
-@dataclass
-class Server:
-    name: str
-    port: int
-    proc: subprocess.Popen
-    log: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-    def wait(self, path: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log.read_text(errors='replace')}")
-            try:
-                status, _ = request(self.port, "GET", path)
-                if status < 500:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not answer in {timeout} s")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
-
-
-def start(name: str, args: list[str], env: dict[str, str], work: Path, port: int) -> Server:
-    log = work / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    return Server(name, port, proc, log, env)
-
-
-def memory_env(base: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_MEM_", "DATASETTE_"))}
-    env.update(CLAUDE_MEM_DIR=str(base), CLAUDE_MEM_WORKER="0")
-    return env
+def start(name: str, args: list[str], env: dict[str, str], work: Path, port: int) -> ServerProcess:
+    return ServerProcess(name, args, env, port, work / f"{name}.log")
 
 
 def start_memory_server(
@@ -287,7 +243,7 @@ def start_memory_server(
     config: str | None = None,
     plugins_dir: Path | None = None,
     env: dict[str, str] | None = None,
-) -> Server:
+) -> ServerProcess:
     base.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (base / "datasette.yaml").write_text(config)
@@ -300,15 +256,10 @@ def start_memory_server(
         work,
         port,
     )
-    try:
-        server.wait("/-/claude-mem/openapi.json")
-    except BaseException:
-        server.stop()  # a server that never came up must not outlive the run
-        raise
-    return server
+    return server.wait("/-/claude-mem/openapi.json")
 
 
-def cli_token(server: Server) -> str:
+def cli_token(server: ServerProcess) -> str:
     out = subprocess.run(
         [str(BIN / "datasette"), "claude-mem", "token"],
         env=server.env,
@@ -432,7 +383,7 @@ def observation(session_id: str, tag: str) -> Callable[[int], dict]:
     return make
 
 
-def claim_bench(server: Server, token: str, session_id: str, rounds: int) -> list[float]:
+def claim_bench(server: ServerProcess, token: str, session_id: str, rounds: int) -> list[float]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
 
@@ -775,7 +726,7 @@ def main() -> None:
     rounds = 100 if args.quick else 200
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     where = run_description()
-    servers: list[Server] = []
+    servers: list[ServerProcess] = []
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)
         try:

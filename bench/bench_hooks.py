@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import free_port, machine, percentile, versions
+from benchlib import ServerProcess, free_port, machine, memory_env, percentile, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -157,44 +157,7 @@ cli()
 # Processes
 
 
-class Process:
-    """A server child process, waited for until it answers, always terminated."""
-
-    def __init__(self, args: list[str], env: dict[str, str], port: int, ready_path: str):
-        self.port = port
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"{args[0]} exited:\n{self.log.read().decode(errors='replace')}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", ready_path)
-                conn.getresponse().read()
-                conn.close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-def start_memory(base_dir: Path, timings: Path | None = None) -> tuple[Process, str]:
+def start_memory(base_dir: Path, timings: Path | None = None) -> tuple[ServerProcess, str]:
     """`datasette claude-mem serve` over base_dir, its worker off; returns it and a token.
 
     With `timings`, the server runs instrumented (TIMED_SERVER) and writes its step times there.
@@ -202,8 +165,7 @@ def start_memory(base_dir: Path, timings: Path | None = None) -> tuple[Process, 
     config = Config(base_dir=base_dir)
     config.ensure_dirs()
     token = create_token(ensure_secret(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_MEM_", "DATASETTE_"))}
-    env.update(CLAUDE_MEM_DIR=str(base_dir), CLAUDE_MEM_WORKER="0")
+    env = memory_env(base_dir)
     port = free_port()
     plugins = base_dir / "bench-plugins"
     plugins.mkdir(exist_ok=True)
@@ -214,15 +176,16 @@ def start_memory(base_dir: Path, timings: Path | None = None) -> tuple[Process, 
         program = base_dir / "timed_server.py"
         program.write_text(TIMED_SERVER, encoding="utf-8")
         args = [sys.executable, str(program), *args[1:], str(timings)]
-    return Process(args, env, port, "/-/claude-mem/openapi.json"), token
+    server = ServerProcess("memory server", args, env, port, base_dir / "server.log")
+    return server.wait("/-/claude-mem/openapi.json"), token
 
 
-def start_echo(workdir: Path) -> Process:
+def start_echo(workdir: Path) -> ServerProcess:
     (workdir / "bench_echo_app.py").write_text(ECHO_APP, encoding="utf-8")
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "bench_echo_app:app", "--app-dir", str(workdir),
             "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    return Process(args, dict(os.environ), port, "/")
+    return ServerProcess("echo app", args, dict(os.environ), port, workdir / "echo.log").wait("/")
 
 
 # Payloads

@@ -1,14 +1,18 @@
-"""What the benchmark scripts share: free ports, percentiles, and a description of the run.
+"""What the benchmark scripts share: server processes, free ports, percentiles, and a
+description of the run.
 
 The scripts run as `python bench/NAME.py`, so this file is importable beside them.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import platform
 import socket
 import sqlite3
+import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -50,3 +54,55 @@ def versions(*packages: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "-"
     return found
+
+
+def memory_env(base: Path) -> dict[str, str]:
+    """The environment of a memory server over `base`: its worker off, and nothing of the
+    caller's own claude-mem or Datasette settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_MEM_", "DATASETTE_"))}
+    env.update(CLAUDE_MEM_DIR=str(base), CLAUDE_MEM_WORKER="0")
+    return env
+
+
+class ServerProcess:
+    """A server child process on 127.0.0.1, its output in `log`; see wait() and stop()."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], port: int, log: Path):
+        self.name = name
+        self.port = port
+        self.env = env
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+
+    def wait(self, path: str, timeout: float = 120.0) -> ServerProcess:
+        """Until GET path answers below 500; a server that never does is stopped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log.read_text(errors='replace')}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                try:
+                    conn.request("GET", path)
+                    if conn.getresponse().status < 500:
+                        return self
+                finally:
+                    conn.close()
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not answer in {timeout} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
