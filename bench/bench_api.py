@@ -44,7 +44,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import ServerProcess, free_port, machine, memory_env, versions
+from benchlib import (
+    ServerProcess,
+    free_port,
+    machine,
+    memory_env,
+    read_body,
+    serve_lifespan,
+    versions,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -184,22 +192,12 @@ def floor_app(db_path: str) -> Callable:
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["method"] == "GET":
             await respond(send, 200, {"ok": True})
             return
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        row_id = floor_insert(conn, json.loads(b"".join(chunks)))
+        row_id = floor_insert(conn, json.loads(await read_body(receive)))
         await respond(send, 201, {"ok": True, "row": {"id": row_id}})
 
     return app
@@ -550,34 +548,26 @@ def breakdown(rounds: int) -> list[tuple[str, float]]:
             ("whole POST /observations through the ASGI app", await timed(post_observation))
         )
 
+        def enqueue_five(store: Store, prefix: str) -> None:
+            for k in range(5):
+                item = QueueItemCreate(
+                    session_id="s", tool_use_id=f"{prefix}-{k}", tool_name="Read",
+                    raw_output="x" * 2000,
+                )  # fmt: skip
+                store.enqueue(item)
+
         # Claims: enqueue five (untimed), then claim them.
         claim_times, store_claims = [], []
         with Store(path) as store:
             for r in range(rounds):
-                for k in range(5):
-                    store.enqueue(
-                        QueueItemCreate(
-                            session_id="s",
-                            tool_use_id=f"s{r}-{k}",
-                            tool_name="Read",
-                            raw_output="x" * 2000,
-                        )
-                    )
+                enqueue_five(store, f"s{r}")
                 began = time.perf_counter()
                 claimed = store.dequeue_batch(5, worker="bench")
                 store_claims.append((time.perf_counter() - began) * 1000)
                 assert len(claimed) == 5
                 for item in claimed:
                     store.complete(item.id, "bench")
-                for k in range(5):
-                    store.enqueue(
-                        QueueItemCreate(
-                            session_id="s",
-                            tool_use_id=f"a{r}-{k}",
-                            tool_name="Read",
-                            raw_output="x" * 2000,
-                        )
-                    )
+                enqueue_five(store, f"a{r}")
                 began = time.perf_counter()
                 assert await call("/-/claude-mem/queue/claim", {"worker": "b", "n": 5}) == 200
                 claim_times.append((time.perf_counter() - began) * 1000)

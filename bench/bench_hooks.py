@@ -61,28 +61,6 @@ SIZES = {"1 KB": 1024, "100 KB": 100 * 1024, "1 MB": 1024 * 1024}
 TARGETS = {"post_100k_p50_ms": 3.0, "script_p50_ms": 50.0, "context_p50_ms": 20.0}
 KEPT_HEADING = "## Analysis"  # from this heading on, the --out file is kept as it is
 
-ECHO_APP = """
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b"{}"})
-"""
-
-
 # Loaded into the memory server with --plugins-dir: a route that stores the tool response as
 # it came through Datasette's write thread and does nothing else (no redaction, no queue or
 # event rows), to show what Datasette's request handling and write path cost by themselves.
@@ -181,9 +159,9 @@ def start_memory(base_dir: Path, timings: Path | None = None) -> tuple[ServerPro
 
 
 def start_echo(workdir: Path) -> ServerProcess:
-    (workdir / "bench_echo_app.py").write_text(ECHO_APP, encoding="utf-8")
     port = free_port()
-    args = [sys.executable, "-m", "uvicorn", "bench_echo_app:app", "--app-dir", str(workdir),
+    bench = str(Path(__file__).resolve().parent)
+    args = [sys.executable, "-m", "uvicorn", "benchlib:echo_app", "--app-dir", bench,
             "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     return ServerProcess("echo app", args, dict(os.environ), port, workdir / "echo.log").wait("/")
 

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -106,3 +107,40 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(15)
+
+
+# ASGI helpers for the bare apps the benchmarks measure against.
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+
+async def serve_lifespan(receive: Receive, send: Send) -> None:
+    """Answer uvicorn's lifespan messages until shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def echo_app(scope: dict, receive: Receive, send: Send) -> None:
+    """Reads the whole body and answers {}: what any request costs before any work."""
+    if scope["type"] == "lifespan":
+        await serve_lifespan(receive, send)
+        return
+    await read_body(receive)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"{}"})
