@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared import stop_process
 
 from datasette_claude_mem.config import Config
 from datasette_claude_mem.store import Store
@@ -127,12 +128,7 @@ class MemServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> MemServer:

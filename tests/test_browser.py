@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from shared import stop_process
 from test_pages import HOSTILE, seed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,12 +94,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         yield Served(proc, port, log, ids)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

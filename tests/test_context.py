@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from datasette.app import Datasette
 from fixtures_server import api_call, assert_error
+from shared import CONTEXT_SECTIONS
 
 from datasette_claude_mem.config import Config
 from datasette_claude_mem.context import Context, build_context, tokens
@@ -24,13 +25,6 @@ from datasette_claude_mem.models import (
 )
 from datasette_claude_mem.store import Store
 
-TITLES = {
-    "Recent sessions": "session_index",
-    "Recently changed functions": "function_map",
-    "Learnings": "learnings",
-    "Recent observations": "observations",
-    "Callers of changed functions": "call_graph",
-}
 BUDGET = Config().context_budget
 CLAUDE_LIMIT = 10_000
 
@@ -41,7 +35,7 @@ def sections(markdown: str) -> dict[str, str]:
     for block in markdown.split("\n\n")[1:]:
         heading = block.split("\n", 1)[0]
         assert heading.startswith("## "), block[:80]
-        found[TITLES[heading[3:]]] = block
+        found[CONTEXT_SECTIONS[heading[3:]]] = block
     return found
 
 

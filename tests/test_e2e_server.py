@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from shared import stop_process
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
@@ -111,12 +112,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             time.sleep(0.05)
         yield running
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 from payloads import (
@@ -18,40 +16,25 @@ from payloads import (
     scripted_session,
     session_events,
 )
+from shared import CONTEXT_SECTIONS, db_rows
 
 from datasette_claude_mem.config import Config
 
 BUDGET = Config().context_budget
-TITLES = {
-    "Recent sessions": "session_index",
-    "Recently changed functions": "function_map",
-    "Learnings": "learnings",
-    "Recent observations": "observations",
-    "Callers of changed functions": "call_graph",
-}
-
-
-def rows(db_path: Path, sql: str, params: list[Any] | tuple = ()) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
 
 
 def session_rows(server, session_id: str) -> tuple[list[dict], list[dict], dict | None]:
-    events = rows(
+    events = db_rows(
         server.db_path,
         "SELECT * FROM event_log WHERE session_id = ? ORDER BY created_at, id",
         [session_id],
     )
-    queue = rows(
+    queue = db_rows(
         server.db_path,
         "SELECT * FROM pending_queue WHERE session_id = ? ORDER BY created_at, id",
         [session_id],
     )
-    found = rows(server.db_path, "SELECT * FROM sessions WHERE id = ?", [session_id])
+    found = db_rows(server.db_path, "SELECT * FROM sessions WHERE id = ?", [session_id])
     return events, queue, found[0] if found else None
 
 
@@ -85,7 +68,7 @@ def test_the_corpus_over_a_real_server(mem_server, repo: Repo) -> None:
 def test_subdirectories_and_worktrees_are_one_project_over_http(mem_server, repo: Repo) -> None:
     for name, cwd in (("m", repo.main), ("s", repo.sub), ("w", repo.worktree)):
         assert mem_server.hook(load("SessionStart.json", session_id=name, cwd=str(cwd))).is_success
-    found = rows(mem_server.db_path, "SELECT DISTINCT project FROM sessions")
+    found = db_rows(mem_server.db_path, "SELECT DISTINCT project FROM sessions")
     assert found == [{"project": str(repo.main)}]
 
 
@@ -98,7 +81,9 @@ def test_bad_requests_over_http_are_4xx_never_5xx(mem_server, repo: Repo) -> Non
     unknown = load("Stop.json", session_id="u", cwd=str(repo.main), hook_event_name="Later")
     response = mem_server.hook(unknown)
     assert response.status_code == 200 and response.json() == {}
-    assert rows(mem_server.db_path, "SELECT event_type FROM event_log") == [{"event_type": "Later"}]
+    assert db_rows(mem_server.db_path, "SELECT event_type FROM event_log") == [
+        {"event_type": "Later"}
+    ]
     import httpx
 
     anonymous = httpx.post(mem_server.url + "/-/claude-mem/hooks", json=unknown, timeout=30)
@@ -126,7 +111,7 @@ def test_big_tool_outputs_over_http(mem_server, repo: Repo) -> None:
         )
         response = mem_server.hook(payload)
         assert response.status_code == 200, response.text[:300]
-    found = rows(
+    found = db_rows(
         mem_server.db_path,
         "SELECT q.tool_use_id, q.truncated, length(CAST(p.raw_output AS BLOB)) AS size, "
         "substr(p.raw_output, -60) AS tail FROM pending_queue q "
@@ -158,7 +143,7 @@ def test_a_scripted_session_over_http_hooks_then_the_next_start(mem_server, repo
     assert "`scripted`" in context and "Add customer ids to the order logs" in context
     assert len(context.encode("utf-8")) < 10_000
     for block in context.split("\n\n")[1:]:
-        key = TITLES[block.split("\n", 1)[0][3:]]
+        key = CONTEXT_SECTIONS[block.split("\n", 1)[0][3:]]
         assert tokens_of(block) <= BUDGET[key], key
 
     by_route = mem_server.request("GET", f"/-/claude-mem/context?project={repo.main}").json()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.common import HELPERS, ROOT, UUID7
+from shared import MEMORY_TABLES
 from sqlite_utils import Database
 
 from datasette_claude_mem.models import new_id
@@ -22,18 +23,7 @@ MIGRATIONS_FILE = ROOT / "datasette_claude_mem" / "migrations.py"
 SQLITE_UTILS = Path(sys.executable).parent / "sqlite-utils"
 TS_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
-TABLES = {
-    "sessions",
-    "observations",
-    "function_map",
-    "call_graph",
-    "learnings",
-    "pending_queue",
-    "pending_payloads",
-    "event_log",
-    "observations_fts",
-    "learnings_fts",
-}
+TABLES = MEMORY_TABLES | {"observations_fts", "learnings_fts"}
 SEED_INDEXES = {
     "idx_obs_session",
     "idx_fn_file",

@@ -10,19 +10,9 @@ import pytest
 from datasette.app import Datasette
 from datasette.utils import StartupError
 from fixtures_server import api_call, assert_error, empty_sqlite_file, query_rows
+from shared import MEMORY_TABLES
 
 from datasette_claude_mem.queries import QUERIES
-
-MEMORY_TABLES = {
-    "sessions",
-    "observations",
-    "function_map",
-    "call_graph",
-    "learnings",
-    "pending_queue",
-    "pending_payloads",
-    "event_log",
-}
 
 
 def tables(path: Path) -> set[str]:
