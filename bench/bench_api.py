@@ -434,9 +434,9 @@ def breakdown(rounds: int) -> list[tuple[str, float]]:
     from datasette.app import Datasette
     from datasette.resources import DatabaseResource
 
-    from datasette_claude_mem import server as plugin_server
-    from datasette_claude_mem.models import ObservationCreate, QueueItemCreate, SessionStart
-    from datasette_claude_mem.store import Store, connect
+    from datasette_claude_mem import plugin as plugin_server
+    from datasette_claude_mem.storage.models import ObservationCreate, QueueItemCreate, SessionStart
+    from datasette_claude_mem.storage.store import Store, connect
 
     def p50(times: list[float]) -> float:
         return statistics.median(times)
@@ -708,8 +708,8 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT))
-    from datasette_claude_mem.models import SessionStart
-    from datasette_claude_mem.store import Store
+    from datasette_claude_mem.storage.models import SessionStart
+    from datasette_claude_mem.storage.store import Store
 
     n = args.requests or (200 if args.quick else 500)
     warmup = 20 if args.quick else 50

@@ -46,15 +46,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from datasette_claude_mem.claude_code.context import build_context  # noqa: E402
+from datasette_claude_mem.claude_code.events import handle_hook  # noqa: E402
 from datasette_claude_mem.cli import create_token, ensure_secret  # noqa: E402
-from datasette_claude_mem.config import Config  # noqa: E402
-from datasette_claude_mem.context import build_context  # noqa: E402
-from datasette_claude_mem.hooks import handle_hook  # noqa: E402
-from datasette_claude_mem.models import new_id, utc_now  # noqa: E402
-from datasette_claude_mem.redact import redact  # noqa: E402
-from datasette_claude_mem.store import Store  # noqa: E402
+from datasette_claude_mem.redaction.redactor import redact  # noqa: E402
+from datasette_claude_mem.settings import Config  # noqa: E402
+from datasette_claude_mem.storage.models import new_id, utc_now  # noqa: E402
+from datasette_claude_mem.storage.store import Store  # noqa: E402
 
-HOOK_SCRIPT = ROOT / "datasette_claude_mem" / "hook_script.py"
+HOOK_SCRIPT = ROOT / "datasette_claude_mem" / "claude_code" / "hook_script.py"
 DATASETTE = Path(sys.executable).with_name("datasette")
 HOOKS = "/-/claude-mem/hooks"
 SIZES = {"1 KB": 1024, "100 KB": 100 * 1024, "1 MB": 1024 * 1024}
@@ -94,9 +94,9 @@ def register_routes():
 # timers around the steps of the hook path, written out every 25 requests.
 TIMED_SERVER = """
 import collections, functools, json, sys, time
-import datasette_claude_mem.hooks as hooks
-import datasette_claude_mem.server as server
-import datasette_claude_mem.views as views
+import datasette_claude_mem.claude_code.events as hooks
+import datasette_claude_mem.plugin as server
+import datasette_claude_mem.api.routes as views
 OUT = sys.argv.pop()
 totals = collections.defaultdict(list)
 
@@ -563,7 +563,7 @@ def bench_context(work: Path, observations: int, runs: int) -> dict[str, Any]:
 
 def profile_context(store: Store, project: str, runs: int) -> dict[str, float]:
     """Median ms of each section's queries, to find where the context's time goes."""
-    from datasette_claude_mem import context as ctx
+    from datasette_claude_mem.claude_code import context as ctx
 
     changed = store.changed_functions(project, limit=40)
     parts = {

@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasette_claude_mem.compress import Compressed, compress
-from datasette_claude_mem.models import QueueItem, QueueItemCreate, SessionStart
-from datasette_claude_mem.store import Store
-from datasette_claude_mem.worker import DefaultCompressor, Worker
+from datasette_claude_mem.storage.models import QueueItem, QueueItemCreate, SessionStart
+from datasette_claude_mem.storage.store import Store
+from datasette_claude_mem.worker.compress import Compressed, compress
+from datasette_claude_mem.worker.loop import DefaultCompressor, Worker
 
 KB = 1024
 SIZES = [1 * KB, 10 * KB, 100 * KB, 500 * KB]

@@ -4,13 +4,13 @@ from datasette import hookimpl
 from datasette.permissions import Action
 from datasette.resources import DatabaseResource
 
+from datasette_claude_mem.names import PLUGIN, WRITE_ACTION
+
 __version__ = "0.1.0"
 
 
 @hookimpl
 def register_actions(datasette):
-    from .server import WRITE_ACTION
-
     return [
         Action(
             name=WRITE_ACTION,
@@ -23,36 +23,48 @@ def register_actions(datasette):
 
 @hookimpl
 def prepare_connection(conn, database, datasette):
-    from . import server
+    from datasette_claude_mem import plugin
 
-    if database == server.memory_database_name(datasette):
-        server.prepare_memory_connection(conn, server.synchronous(datasette))
+    if database == plugin.memory_database_name(datasette):
+        plugin.prepare_memory_connection(conn, plugin.synchronous(datasette))
 
 
 @hookimpl
 def startup(datasette):
-    from . import server
+    from datasette_claude_mem import plugin
 
     async def inner():
-        await server.startup(datasette)
+        await plugin.startup(datasette)
 
     return inner
 
 
 @hookimpl
-def register_routes(datasette):
-    from . import pages
-    from .views import routes
+def prepare_jinja2_environment(env, datasette):
+    from datasette_claude_mem.pages import formatting
 
-    return routes() + pages.routes()
+    formatting.prepare_environment(env)
+
+
+@hookimpl
+def extra_css_urls(datasette):
+    return [datasette.urls.static_plugins(PLUGIN, "claude-mem.css")]
+
+
+@hookimpl
+def register_routes(datasette):
+    from datasette_claude_mem.api.routes import routes
+    from datasette_claude_mem.pages import views
+
+    return routes() + views.routes()
 
 
 @hookimpl
 def menu_links(datasette, actor):
-    from . import pages
+    from datasette_claude_mem.pages import views
 
     async def inner():
-        return await pages.menu_links(datasette, actor)
+        return await views.menu_links(datasette, actor)
 
     return inner
 
@@ -61,24 +73,24 @@ def menu_links(datasette, actor):
 def extra_template_vars(datasette, request, database, table, view_name):
     if view_name != "row":
         return None
-    from . import pages
+    from datasette_claude_mem.pages import views
 
     async def inner():
-        return await pages.row_extras(datasette, request, database, table)
+        return await views.row_extras(datasette, request, database, table)
 
     return inner
 
 
 @hookimpl
 def asgi_wrapper(datasette):
-    from . import server
-    from .guard import guard
+    from datasette_claude_mem import plugin
+    from datasette_claude_mem.api.guard import guard
 
-    return lambda app: guard(app, lambda: server.allowed_hosts(datasette))
+    return lambda app: guard(app, lambda: plugin.allowed_hosts(datasette))
 
 
 @hookimpl
 def register_commands(cli):
-    from .cli import claude_mem
+    from datasette_claude_mem.cli import claude_mem
 
     cli.add_command(claude_mem)

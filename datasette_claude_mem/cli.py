@@ -10,12 +10,9 @@ from pathlib import Path
 
 import click
 
-from .config import DEFAULT_PORT, Config
-from .install import DEFAULT_URL
-from .store import Store
-
-PACKAGE_DIR = Path(__file__).parent
-HOOK_ACTOR = "claude-mem"
+from datasette_claude_mem.names import DEFAULT_PORT, DEFAULT_URL, HOOK_ACTOR, METADATA, SERVE_CONFIG
+from datasette_claude_mem.settings import Config
+from datasette_claude_mem.storage.store import Store
 
 
 def ensure_secret(config: Config) -> str:
@@ -37,7 +34,7 @@ def ensure_secret(config: Config) -> str:
 def serve_config_path(config: Config) -> Path:
     """The user's own copy of the serve configuration wins over the packaged one."""
     mine = config.base_dir / "datasette.yaml"
-    return mine if mine.exists() else PACKAGE_DIR / "datasette.yaml"
+    return mine if mine.exists() else SERVE_CONFIG
 
 
 def create_token(secret: str, expires_after: int | None = None) -> str:
@@ -111,9 +108,7 @@ def serve(
         "-c", str(serve_config_path(config)),
         "-s", "plugins.datasette-claude-mem.database", db_path.stem,
     ]  # fmt: skip
-    metadata = PACKAGE_DIR / "metadata.yml"
-    if metadata.exists():
-        args += ["-m", str(metadata)]
+    args += ["-m", str(METADATA)]
     datasette_serve.main(args=[*args, *datasette_args], prog_name="datasette claude-mem serve")
 
 
@@ -152,7 +147,7 @@ def settings_file_options(command: Callable) -> Callable:
 
 
 def _settings_target(project: bool, settings: Path | None) -> Path:
-    from .install import settings_path
+    from datasette_claude_mem.claude_code.install import settings_path
 
     if settings is not None:
         return settings
@@ -175,7 +170,7 @@ def _settings_target(project: bool, settings: Path | None) -> Path:
 )
 def install(project: bool, settings: Path | None, url: str, use_command: bool) -> None:
     """Add the memory's hooks to Claude Code's settings (merging, with a backup)."""
-    from . import install as installer
+    from datasette_claude_mem.claude_code import install as installer
 
     path = _settings_target(project, settings)
     try:
@@ -195,7 +190,7 @@ def install(project: bool, settings: Path | None, url: str, use_command: bool) -
 @settings_file_options
 def uninstall(project: bool, settings: Path | None) -> None:
     """Remove the memory's hooks from Claude Code's settings, and nothing else."""
-    from . import install as installer
+    from datasette_claude_mem.claude_code import install as installer
 
     path = _settings_target(project, settings)
     try:
@@ -227,13 +222,13 @@ def worker(
     llm_model: str | None,
 ) -> None:
     """Turn queued tool outputs into observations, apart from the server."""
-    from .worker import Worker
+    from datasette_claude_mem.worker.loop import Worker
 
     config = Config()
     store = Store(path or config.db_path)
     compressor = None
     if llm_model:
-        from .llm_compress import LLMCompressor, LLMUnavailable
+        from datasette_claude_mem.worker.llm_compress import LLMCompressor, LLMUnavailable
 
         try:
             compressor = LLMCompressor(store, model_id=llm_model)

@@ -1,21 +1,30 @@
-"""Shared fixtures: a fresh memory under a temporary CLAUDE_MEM_DIR for every test."""
+"""Fixtures every test may use: a fresh memory, a store on it, a Datasette instance over it
+with tokens, and real memory server processes."""
 
 from __future__ import annotations
 
-import os
-import subprocess
+import copy
 import sys
-import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from shared import stop_process
+import pytest_asyncio
+from datasette.app import Datasette
+from datasette.tokens import TokenRestrictions
+from helpers import (
+    SECRET,
+    MakeDs,
+    MemServer,
+    api_call,
+    bearer,
+    empty_sqlite_file,
+    load_serve_config,
+)
 
-from datasette_claude_mem.config import Config
-from datasette_claude_mem.store import Store
-
-HELPERS = Path(__file__).parent / "helpers"
+from datasette_claude_mem.settings import Config
+from datasette_claude_mem.storage.store import Store
 
 
 @pytest.fixture
@@ -38,7 +47,7 @@ def store(config: Config):
 @pytest.fixture
 def session(store: Store, tmp_path: Path):
     """An active session in a project directory of its own."""
-    from datasette_claude_mem.models import SessionStart
+    from datasette_claude_mem.storage.models import SessionStart
 
     project_dir = tmp_path / "repo"
     (project_dir / ".git").mkdir(parents=True)
@@ -49,103 +58,6 @@ def session(store: Store, tmp_path: Path):
 def python() -> str:
     """The interpreter running the tests, for child processes."""
     return sys.executable
-
-
-# The HTTP tests' fixtures (a Datasette over a fresh memory, tokens): see fixtures_server.py.
-from fixtures_server import *  # noqa: E402, F403
-
-# Real `datasette claude-mem serve` processes, for the end-to-end tests of the hooks, the
-# command-hook script and the spool (tests/test_hooks_server.py, test_hook_script.py, ...).
-
-
-class MemServer:
-    """One `datasette claude-mem serve` over CLAUDE_MEM_DIR=base_dir on a free loopback port.
-
-    Stopped (and restarted) on demand; the `mem_server_factory` fixture always terminates it.
-    Its own worker is off unless asked for, so queue items stay as the hooks left them.
-    """
-
-    def __init__(self, base_dir: Path, log_path: Path, *, worker: bool = False) -> None:
-        import socket
-
-        from datasette_claude_mem.cli import create_token, ensure_secret
-
-        self.base_dir = base_dir
-        self.log_path = log_path
-        config = Config(base_dir=base_dir)
-        config.ensure_dirs()
-        self.token = create_token(ensure_secret(config))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_MEM_", "DATASETTE_"))
-        }
-        self.env.update(CLAUDE_MEM_DIR=str(base_dir), CLAUDE_MEM_WORKER="1" if worker else "0")
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def db_path(self) -> Path:
-        return self.base_dir / "claude-mem.db"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def start(self, timeout: float = 60.0) -> MemServer:
-        import httpx
-
-        assert self.proc is None, "already running"
-        datasette = Path(sys.executable).with_name("datasette")
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(datasette), "claude-mem", "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                output = self.log_path.read_text(errors="replace")
-                self.proc = None
-                raise RuntimeError(f"the server exited at start:\n{output}")
-            try:
-                if httpx.get(self.url + "/-/claude-mem/openapi.json", timeout=2).is_success:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the server did not answer within {timeout} s")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        stop_process(self.proc)
-        self.proc = None
-
-    def restart(self) -> MemServer:
-        self.stop()
-        return self.start()
-
-    def request(self, method: str, path: str, **kwargs: Any):
-        import httpx
-
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return httpx.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
-
-    def hook(self, payload: Any = None, **kwargs: Any):
-        """POST one hook event (a dict as JSON, or raw content=...) to the hooks route."""
-        if payload is not None:
-            kwargs["json"] = payload
-        return self.request("POST", "/-/claude-mem/hooks", **kwargs)
 
 
 @pytest.fixture
@@ -169,3 +81,93 @@ def mem_server_factory(tmp_path: Path):
 def mem_server(mem_server_factory) -> MemServer:
     """A running memory server over a fresh CLAUDE_MEM_DIR."""
     return mem_server_factory()
+
+
+@pytest.fixture
+def serve_config() -> dict[str, Any]:
+    return load_serve_config()
+
+
+@pytest.fixture
+def memory_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty file named as the memory database is (claude-mem.db).
+
+    Its directory is CLAUDE_MEM_DIR, so nothing reaches the user's own ~/.claude-mem; the
+    in-server queue worker is off, so queue items stay as the tests leave them.
+    """
+    for name in ("CLAUDE_MEM_PROJECT", "CLAUDE_MEM_ALLOWED_HOSTS", "CLAUDE_MEM_SYNCHRONOUS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLAUDE_MEM_DIR", str(tmp_path / "mem"))
+    monkeypatch.setenv("CLAUDE_MEM_WORKER", "0")
+    return empty_sqlite_file(tmp_path / "mem" / "claude-mem.db")
+
+
+@pytest_asyncio.fixture
+async def make_ds(serve_config: dict[str, Any]) -> AsyncIterator[MakeDs]:
+    """Make (and start) Datasette instances; every one made is closed after the test."""
+    made: list[Datasette] = []
+
+    async def make(
+        *paths: Path | str,
+        config: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+        plugin: dict[str, Any] | None = None,
+        start: bool = True,
+        secret: str = SECRET,
+    ) -> Datasette:
+        cfg = copy.deepcopy(serve_config if config is None else config)
+        if plugin:
+            cfg.setdefault("plugins", {}).setdefault("datasette-claude-mem", {}).update(plugin)
+        instance = Datasette(
+            [str(p) for p in paths], config=cfg, secret=secret, settings=settings or {}
+        )
+        made.append(instance)
+        if start:
+            await instance.invoke_startup()
+        return instance
+
+    yield make
+    for instance in made:
+        instance.close()
+
+
+@pytest_asyncio.fixture
+async def ds(make_ds: MakeDs, memory_path: Path) -> Datasette:
+    return await make_ds(memory_path)
+
+
+@pytest_asyncio.fixture
+async def token(ds: Datasette) -> str:
+    """The hooks' actor, claude-mem, which the serve configuration lets write."""
+    return await ds.create_token("claude-mem")
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return bearer(token)
+
+
+@pytest_asyncio.fixture
+async def other_token(ds: Datasette) -> str:
+    """A valid token for an actor the configuration gives no rights."""
+    return await ds.create_token("somebody-else")
+
+
+@pytest_asyncio.fixture
+async def restricted_token(ds: Datasette) -> str:
+    """The claude-mem actor, but a token restricted to viewing tables."""
+    return await ds.create_token(
+        "claude-mem", restrictions=TokenRestrictions().allow_all("view-table")
+    )
+
+
+@pytest_asyncio.fixture
+async def session_id(ds: Datasette, token: str, tmp_path: Path) -> str:
+    """An active session, started through the API, in a project directory of its own."""
+    project_dir = tmp_path / "repo"
+    (project_dir / ".git").mkdir(parents=True, exist_ok=True)
+    response = await api_call(
+        ds, "POST", "/sessions", {"id": "sess-1", "project_dir": str(project_dir)}, token=token
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["row"]["id"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
-from fixtures_server import api_call, assert_error
+from helpers import api_call, assert_error
 from sqlite_utils import Database
 
-from datasette_claude_mem.migrations import migrations
+from datasette_claude_mem.storage.migrations import migrations
 
 
 @pytest.fixture

@@ -18,12 +18,12 @@ import yaml
 from datasette.app import Datasette
 from datasette.utils import _table_config_keys
 
-import datasette_claude_mem
-from datasette_claude_mem.store import Store
+from datasette_claude_mem.names import SERVE_CONFIG
+from datasette_claude_mem.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = ROOT / "metadata.yml"
-PACKAGED = Path(datasette_claude_mem.__file__).parent / "metadata.yml"
+PACKAGED = METADATA
 DB = "claude-mem"
 TABLES = (
     "sessions", "observations", "function_map", "call_graph", "learnings",
@@ -101,10 +101,7 @@ def test_metadata_holds_no_configuration() -> None:
     "tables",
     [
         TABLE_CONFIG,
-        load(Path(datasette_claude_mem.__file__).parent / "datasette.yaml")
-        .get("databases", {})
-        .get(DB, {})
-        .get("tables", {}),
+        load(SERVE_CONFIG).get("databases", {}).get(DB, {}).get("tables", {}),
     ],
     ids=["proposed", "packaged datasette.yaml"],
 )

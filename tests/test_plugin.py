@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from datasette.app import Datasette
 from datasette.utils import StartupError
-from fixtures_server import api_call, assert_error, empty_sqlite_file, query_rows
-from shared import MEMORY_TABLES
+from helpers import MEMORY_TABLES, api_call, assert_error, empty_sqlite_file, query_rows
 
-from datasette_claude_mem.queries import QUERIES
+from datasette_claude_mem.storage.queries import QUERIES
 
 
 def tables(path: Path) -> set[str]:
@@ -111,7 +110,7 @@ async def test_a_refused_file_keeps_its_journal_mode(make_ds, tmp_path: Path):
 
 @pytest.mark.asyncio
 async def test_an_immutable_memory_stops_startup(make_ds, serve_config, memory_path: Path):
-    from datasette_claude_mem.store import Store
+    from datasette_claude_mem.storage.store import Store
 
     Store(memory_path).close()
     ds = Datasette(immutables=[str(memory_path)], config=serve_config)

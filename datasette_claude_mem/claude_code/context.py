@@ -1,0 +1,162 @@
+"""The memory context a new session starts with: short, deterministic Markdown.
+
+Each section has a token budget (tokens counted as characters / 4) and gives up whole lines
+when it is full; a section with nothing to say is left out. The whole answer also stays
+under Claude Code's 10,000-byte limit for SessionStart context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from datasette_claude_mem.settings import Config
+
+if TYPE_CHECKING:
+    from datasette_claude_mem.storage.models import FunctionMapEntry
+    from datasette_claude_mem.storage.store import Store
+
+MAX_BYTES = 9_500
+
+
+def tokens(text: str) -> int:
+    return (len(text) + 3) // 4
+
+
+@dataclass
+class Context:
+    project: str
+    markdown: str
+    sections: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return tokens(self.markdown)
+
+    def as_json(self) -> dict:
+        return {
+            "project": self.project,
+            "markdown": self.markdown,
+            "tokens": self.tokens,
+            "bytes": len(self.markdown.encode("utf-8")),
+            "sections": self.sections,
+        }
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _fit(title: str, lines: list[str], budget_tokens: int) -> str | None:
+    """The heading and as many whole lines as fit in the budget."""
+    if not lines:
+        return None
+    chosen = [f"## {title}"]
+    for line in lines:
+        if tokens("\n".join([*chosen, line])) > budget_tokens:
+            break
+        chosen.append(line)
+    return "\n".join(chosen) if len(chosen) > 1 else None
+
+
+def _day(value: object) -> str:
+    return str(value)[:16].replace("T", " ")
+
+
+def _sessions(store: Store, project: str, exclude: str | None) -> list[str]:
+    lines = []
+    for s in store.list_sessions(project=project, limit=15):
+        if s.id == exclude:
+            continue
+        what = s.summary or store.first_prompt(s.id) or "no summary"
+        lines.append(
+            f"- {_day(s.started_at.isoformat())} · {s.status} · "
+            f"{s.observation_count} obs · `{s.id}`: {_clip(what, 140)}"
+        )
+    return lines
+
+
+def _functions(changed: list[FunctionMapEntry]) -> list[str]:
+    return [
+        f"- {f.change_type}: `{f.file_path}` `{f.qualified_name}`"
+        + (f" — {_clip(f.signature, 80)}" if f.signature else "")
+        for f in changed
+    ]
+
+
+def _learnings(store: Store, project: str) -> list[str]:
+    return [
+        f"- [{item.category}, {item.confidence:.2f}] {_clip(item.content, 200)}"
+        for item in store.active_learnings(project, limit=30)
+    ]
+
+
+def _observations(store: Store, project: str) -> list[str]:
+    return [
+        f"- {_day(o.created_at.isoformat())} {_clip(o.title, 80)}: {_clip(o.summary, 160)}"
+        for o in store.recent_observations(project, limit=30)
+    ]
+
+
+def _call_graph(store: Store, project: str, changed: list[FunctionMapEntry]) -> list[str]:
+    lines = []
+    seen = set()
+    for f in changed[:10]:
+        if f.change_type == "deleted" or f.qualified_name in seen:
+            continue
+        seen.add(f.qualified_name)
+        callers = store.callers(project, f.qualified_name, f.file_path)
+        if callers:
+            names = ", ".join(f"`{e.caller_function}`" for e in callers[:6])
+            lines.append(f"- `{f.qualified_name}` is called by {names}")
+    return lines
+
+
+def build_context(
+    store: Store,
+    project: str,
+    *,
+    config: Config | None = None,
+    current_session: str | None = None,
+) -> Context:
+    budget = (config or Config()).context_budget
+    # One scan of the function map serves both its section and the call graph's.
+    changed = store.changed_functions(project, limit=40)
+    sections = [
+        ("session_index", "Recent sessions", _sessions(store, project, current_session)),
+        ("learnings", "Learnings", _learnings(store, project)),
+        ("function_map", "Recently changed functions", _functions(changed)),
+        ("call_graph", "Callers of changed functions", _call_graph(store, project, changed)),
+        ("observations", "Recent observations", _observations(store, project)),
+    ]
+    parts = []
+    counts = {}
+    for key, title, lines in sections:
+        text = _fit(title, lines, budget[key])
+        if text:
+            parts.append(text)
+            counts[key] = tokens(text)
+    if not parts:
+        return Context(project=project, markdown="", sections={})
+    header = f"# Memory of {_clip(project, 200)}"
+    markdown = _cap_bytes("\n\n".join([header, *parts]), MAX_BYTES)
+    return Context(project=project, markdown=markdown, sections=counts)
+
+
+def _cap_bytes(markdown: str, limit: int) -> str:
+    """Whole lines up to ``limit`` UTF-8 bytes, without a heading left with nothing under it.
+
+    Cutting the encoded text once (rather than dropping a line at a time until it fits) is
+    linear, and ends even when a single line is longer than the limit.
+    """
+    data = markdown.encode("utf-8")
+    if len(data) <= limit:
+        return markdown
+    head = data[:limit].decode("utf-8", errors="ignore")
+    if data[limit : limit + 1] != b"\n":
+        head = head.rsplit("\n", 1)[0] if "\n" in head else head
+    lines = head.rstrip("\n").split("\n")
+    while len(lines) > 1 and (lines[-1].startswith("#") or not lines[-1].strip()):
+        lines.pop()
+    return "\n".join(lines)

@@ -1,1 +1,0 @@
-"""Scripts the acceptance tests run as separate OS processes, and what they share."""

@@ -1,0 +1,1 @@
+"""Scripts the tests run as separate OS processes, and what they share."""
