@@ -6,12 +6,9 @@ it, through the store, so HTTP writes, hook events and the worker share one path
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import sqlite3
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,7 +29,6 @@ if TYPE_CHECKING:
 
 ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
 ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
-ENV_WORKER = "CLAUDE_MEM_WORKER"
 T = TypeVar("T")
 
 
@@ -137,6 +133,14 @@ async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
     return await queue.submit(fn)
 
 
+async def read(datasette: Datasette, fn: Callable[[Store], T]) -> T:
+    """Run fn with a store on one of the memory's read connections."""
+    db = memory_database(datasette)
+    if db is None:
+        raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
+    return await db.execute_fn(lambda conn: fn(open_store(datasette, conn)))
+
+
 async def startup(datasette: Datasette) -> None:
     """Migrate the memory database and publish the stored queries over it."""
     db = memory_database(datasette)
@@ -179,67 +183,11 @@ async def startup(datasette: Datasette) -> None:
 
         options = hook_options(datasette)
         await write(datasette, lambda store: ingest_spool(store, spooled, **options))
-    settings = worker_settings(datasette)
-    if settings is not None:
-        datasette.add_background_task(lambda ds: run_worker(ds, settings), name="claude-mem-worker")
+    from datasette_claude_mem.worker import in_server
 
-
-def worker_settings(datasette: Datasette) -> dict[str, Any] | None:
-    """The in-server worker's settings, or None when it is switched off."""
-    configured = plugin_config(datasette).get("worker", True)
-    if configured is False or os.environ.get(ENV_WORKER, "1").lower() in ("0", "false", "off"):
-        return None
-    settings = {"interval": 1.0, "batch_size": 5, "lease_seconds": 300.0}
-    if isinstance(configured, dict):
-        settings.update(configured)
-    return settings
-
-
-async def run_worker(datasette: Datasette, settings: dict[str, Any]) -> None:
-    """The in-server worker: claim and finish in the write thread; compress and parse source
-    files in another thread, so hooks never wait behind them. A failure pauses it, never
-    ends it."""
-    from datasette_claude_mem.worker.loop import Worker
-
-    worker = Worker(
-        worker_id=f"server:{os.getpid()}",
-        batch_size=int(settings["batch_size"]),
-        lease_seconds=float(settings["lease_seconds"]),
+    in_server.start(
+        datasette,
+        plugin_config(datasette).get("worker", True),
+        read=functools.partial(read, datasette),
+        write=functools.partial(write, datasette),
     )
-    interval = float(settings["interval"])
-    while True:
-        try:
-            handled = await _work_one_batch(datasette, worker)
-        except Exception as error:  # noqa: BLE001 - a transient failure must not end the task
-            print(f"claude-mem worker: {type(error).__name__}: {error}", file=sys.stderr)
-            await asyncio.sleep(max(interval, 1.0) * 5)
-            continue
-        if not handled:
-            await asyncio.sleep(interval)
-
-
-async def _work_one_batch(datasette: Datasette, worker: Any) -> int:
-    from datasette_claude_mem.worker.loop import BatchReport, project_root, read_sources
-
-    db = memory_database(datasette)
-    assert db is not None
-    # Looked at through a read connection first: an idle worker polling the write thread
-    # would make hook events wait behind empty write transactions.
-    if not await db.execute_fn(lambda conn: open_store(datasette, conn).has_claimable_work()):
-        return 0
-    items = await write(datasette, worker.claim)
-    if not items:
-        return 0
-    started = time.perf_counter()
-    report = BatchReport(worker.worker_id)
-    for item in items:
-        root = await db.execute_fn(
-            lambda conn, item=item: project_root(open_store(datasette, conn), item)
-        )
-        result = await asyncio.to_thread(worker.compress, item)
-        sources = await asyncio.to_thread(read_sources, item, root) if worker.index_code else []
-        finish = functools.partial(worker.finish, item=item, result=result, sources=sources)
-        report.outcomes.append(await write(datasette, finish))
-    report.duration_ms = (time.perf_counter() - started) * 1000
-    await write(datasette, functools.partial(worker.log, report=report))
-    return len(items)

@@ -35,6 +35,7 @@ from datasette_claude_mem.pages.formatting import (
     short_project,
 )
 from datasette_claude_mem.storage.queries import QUERIES, QUERY_SQL
+from datasette_claude_mem.worker import in_server
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -599,7 +600,13 @@ async def dashboard(request: Request, datasette: Datasette) -> Response:
         datasette,
         request,
         "claude_mem_dashboard.html",
-        {"data": data, "queries": queries, "now": now, "database": db.name},
+        {
+            "data": data,
+            "queries": queries,
+            "now": now,
+            "database": db.name,
+            "worker_process": in_server.status(datasette),
+        },
     )
 
 
