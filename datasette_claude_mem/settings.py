@@ -14,6 +14,7 @@ from datasette_claude_mem.names import DB_FILENAME
 
 ENV_DIR = "CLAUDE_MEM_DIR"
 ENV_SYNCHRONOUS = "CLAUDE_MEM_SYNCHRONOUS"
+ENV_RAW_OUTPUT_CAP = "CLAUDE_MEM_RAW_OUTPUT_CAP"
 
 
 def default_base_dir() -> Path:
@@ -38,6 +39,11 @@ class Config:
     )
     busy_timeout_ms: int = 5000
 
+    # Bytes of a tool's output the queue keeps (head and tail; claude_code/raw_output.py).
+    raw_output_cap: int = field(
+        default_factory=lambda: int(os.environ.get(ENV_RAW_OUTPUT_CAP) or 256 * 1024)
+    )
+
     # Compression of queued tool outputs into observations.
     compression_model: str | None = None
     compression_daily_token_budget: int = 200_000
@@ -50,6 +56,8 @@ class Config:
         self.base_dir = Path(self.base_dir).expanduser()
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {self.synchronous!r}")
+        if self.raw_output_cap < 4096:
+            raise ValueError(f"raw_output_cap must be 4096 or more, not {self.raw_output_cap}")
 
     @property
     def db_path(self) -> Path:

@@ -352,6 +352,9 @@ class QueueItemCreate(Input):
     files_touched: list[str] = Field(default_factory=list)
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     truncated: bool = False
+    raw_bytes: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="The output's full size when raw_output is a cut of it"
+    )
 
 
 class QueueClaim(Input):

@@ -818,7 +818,7 @@ class Store:
                     to_json(data.files_touched),
                     data.max_attempts,
                     now,
-                    utf8_length(data.raw_output),
+                    data.raw_bytes if data.raw_bytes is not None else utf8_length(data.raw_output),
                     int(data.truncated),
                     now,
                     now,
