@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from datasette_claude_mem.storage.models import QueueItem
 from datasette_claude_mem.storage.store import Store
-from datasette_claude_mem.worker.loop import Failure, Work, Worker, run_batch
+from datasette_claude_mem.worker.loop import Failure, Grant, Work, Worker, run_batch
 from datasette_claude_mem.worker.process import Job, WorkerProcess, WorkerProcessDied
 
 if TYPE_CHECKING:
@@ -71,7 +71,10 @@ class InServerWorker:
     async def write(self, fn: Callable[[Store], T]) -> T:
         return await self.writer(fn)
 
-    async def work(self, worker: Worker, item: QueueItem, root: str | None) -> Work:
+    async def work(
+        self, worker: Worker, item: QueueItem, root: str | None, grant: Grant | None = None
+    ) -> Work:
+        """The heavy part in the worker process (its default compressor asks no budget)."""
         try:
             return await self.process.run(Job(item, root, worker.index_code))
         except WorkerProcessDied as error:

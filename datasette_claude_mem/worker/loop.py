@@ -22,8 +22,9 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from datasette_claude_mem.storage.models import (
     EdgeInput,
@@ -32,6 +33,7 @@ from datasette_claude_mem.storage.models import (
     FunctionMapUpsert,
     ObservationCreate,
     QueueItem,
+    format_ts,
 )
 from datasette_claude_mem.storage.store import LeaseLost, NotFound, Store
 from datasette_claude_mem.worker.code_index import (
@@ -47,9 +49,99 @@ T = TypeVar("T")
 
 
 class Compressor(Protocol):
+    """Turns one item into a result and returns it; it never writes to the memory.
+
+    What a compression needs written (a budget reservation before it runs, a record of what
+    it cost after) it asks the loop for: a compressor with a `reservation(item)` method gets
+    the loop's answer (a `Grant`, or None when the budget has no room) as `grant`, and the
+    `log` of its result (or of the `Failure` it raises) is written with the item's result.
+    """
+
     name: str
 
     def __call__(self, item: QueueItem) -> Compressed: ...
+
+
+@dataclass
+class LogRecord:
+    """An event a compression asks the loop to log beside the item's result."""
+
+    event_type: str
+    data: dict[str, Any]
+    duration_ms: int | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+@dataclass
+class Reservation:
+    """Tokens a compression asks for, out of a daily budget, before it runs. Spending is
+    counted from `spent_event` rows since UTC midnight, plus reservations not yet settled."""
+
+    event_type: str
+    spent_event: str
+    estimate: int
+    budget: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Grant:
+    """A reservation the loop wrote: settle it by naming its id in the spent event."""
+
+    reservation_id: str
+    estimate: int
+
+
+def _midnight_utc() -> str:
+    now = datetime.now(UTC)
+    return format_ts(now.replace(hour=0, minute=0, second=0, microsecond=0))
+
+
+def budget_spent(store: Store, spent_event: str, reserved_event: str) -> int:
+    """Tokens spent since UTC midnight, counting reservations not yet settled in full."""
+    row = store.conn.execute(
+        """SELECT
+            (SELECT coalesce(sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)), 0)
+             FROM event_log WHERE event_type = :spent AND created_at >= :midnight)
+          + (SELECT coalesce(sum(json_extract(r.data, '$.estimate')), 0)
+             FROM event_log r
+             WHERE r.event_type = :reserved AND r.created_at >= :midnight
+             AND NOT EXISTS (
+                 SELECT 1 FROM event_log s
+                 WHERE s.event_type = :spent AND s.created_at >= :midnight
+                 AND json_extract(s.data, '$.reservation') = r.id))""",
+        {"spent": spent_event, "reserved": reserved_event, "midnight": _midnight_utc()},
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def reserve(store: Store, item: QueueItem, ask: Reservation) -> Grant | None:
+    """Write the reservation if the budget has room for it, in one write transaction, so
+    two workers on one file cannot both take the last of it."""
+    with store.write():
+        if budget_spent(store, ask.spent_event, ask.event_type) + ask.estimate > ask.budget:
+            return None
+        entry = store.log_event(
+            ask.event_type,
+            {**ask.data, "queue_item_id": item.id, "estimate": ask.estimate},
+            session_id=item.session_id,
+            project=item.project,
+        )
+    return Grant(entry.id, ask.estimate) if entry is not None else None
+
+
+def write_log(store: Store, item: QueueItem, records: list[LogRecord]) -> None:
+    for record in records:
+        store.log_event(
+            record.event_type,
+            record.data,
+            session_id=item.session_id,
+            project=item.project,
+            duration_ms=record.duration_ms,
+            tokens_in=record.tokens_in,
+            tokens_out=record.tokens_out,
+        )
 
 
 class DefaultCompressor:
@@ -77,7 +169,12 @@ class Outcome:
 
 
 class Failure(Exception):
-    """A compression that failed where it ran, its message already formatted."""
+    """A compression that failed where it ran, its message already formatted, with what it
+    asks the loop to log."""
+
+    def __init__(self, message: str, log: list[LogRecord] | None = None) -> None:
+        super().__init__(message)
+        self.log = list(log or [])
 
 
 @dataclass
@@ -226,9 +323,15 @@ class Worker:
             self.batch_size, worker=self.worker_id, lease_seconds=self.lease_seconds
         )
 
-    def compress(self, item: QueueItem) -> Compressed | Exception:
+    @property
+    def budgeted(self) -> bool:
+        return callable(getattr(self.compressor, "reservation", None))
+
+    def compress(self, item: QueueItem, grant: Grant | None = None) -> Compressed | Exception:
         """Compression runs outside any transaction; a failure is returned, not raised."""
         try:
+            if self.budgeted:
+                return self.compressor(item, grant=grant)  # type: ignore[call-arg]
             return self.compressor(item)
         except Exception as error:  # noqa: BLE001 - any failure is the item's failure
             return error
@@ -266,8 +369,10 @@ class Worker:
             message = str(result) if isinstance(result, Failure) else None
             message = message or f"{type(result).__name__}: {result}"
             # A lost lease means the item went back to the queue: a later attempt records it.
-            with contextlib.suppress(LeaseLost, NotFound):
-                store.fail(item.id, self.worker_id, message)
+            with store.write():
+                write_log(store, item, getattr(result, "log", []))
+                with contextlib.suppress(LeaseLost, NotFound):
+                    store.fail(item.id, self.worker_id, message)
             return Outcome(item.id, False, error=message)
         if self.index_code and sources is None and index_error is None:
             try:
@@ -276,6 +381,7 @@ class Worker:
                 index_error = f"{type(error).__name__}: {error}"
         try:
             with store.write():
+                write_log(store, item, getattr(result, "log", []))
                 _, made = store.complete(item.id, self.worker_id, observation)
                 if self.index_code and sources:
                     try:
@@ -350,10 +456,10 @@ class Work:
     pid: int = field(default_factory=os.getpid)
 
 
-def do_work(worker: Worker, item: QueueItem, root: str | None) -> Work:
+def do_work(worker: Worker, item: QueueItem, root: str | None, grant: Grant | None = None) -> Work:
     """Compress one item and read the sources it touched, wherever this is called."""
     started = time.process_time()
-    result = worker.compress(item)
+    result = worker.compress(item, grant)
     sources: list[SourceIndex] = []
     index_error = None
     if worker.index_code and not isinstance(result, Exception):
@@ -371,7 +477,9 @@ class Backend(Protocol):
 
     async def write(self, fn: Callable[[Store], T]) -> T: ...
 
-    async def work(self, worker: Worker, item: QueueItem, root: str | None) -> Work: ...
+    async def work(
+        self, worker: Worker, item: QueueItem, root: str | None, grant: Grant | None
+    ) -> Work: ...
 
 
 class LocalBackend:
@@ -386,8 +494,10 @@ class LocalBackend:
     async def write(self, fn: Callable[[Store], T]) -> T:
         return fn(self.store)
 
-    async def work(self, worker: Worker, item: QueueItem, root: str | None) -> Work:
-        return do_work(worker, item, root)
+    async def work(
+        self, worker: Worker, item: QueueItem, root: str | None, grant: Grant | None
+    ) -> Work:
+        return do_work(worker, item, root, grant)
 
 
 async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
@@ -401,7 +511,11 @@ async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
         root = None
         if worker.index_code:
             root = await backend.read(functools.partial(project_root, item=item))
-        work = await backend.work(worker, item, root)
+        grant = None
+        if worker.budgeted:
+            ask = worker.compressor.reservation(item)  # type: ignore[attr-defined]
+            grant = await backend.write(functools.partial(reserve, item=item, ask=ask))
+        work = await backend.work(worker, item, root, grant)
         finish = functools.partial(
             worker.finish,
             item=item,
