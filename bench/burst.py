@@ -227,6 +227,18 @@ def burst_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def burst_section(events: int = 500) -> str:
+    """The burst with the worker off then on, as a Markdown section for a results file."""
+    with tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp:
+        results = [run_burst(Path(tmp), worker=w, events=events) for w in (False, True)]
+    return (
+        f"## The burst: {events} PostToolUse back to back, worker off and on\n\n"
+        "Per 10 events: 6 with a 1 KB tool output, 3 with 100 KB, 1 with 1 MB "
+        "(bench/burst.py). Goals: worker on <= 1.3x worker off in total, <= 50 ms an event, "
+        "all observed within 15 s of the last event.\n\n" + burst_table(results) + "\n"
+    )
+
+
 def disk_line(disk: dict[str, Any]) -> str:
     return (
         f"{disk['events']} events, {disk['sent_mb']:.1f} MB posted: memory file "
