@@ -39,9 +39,10 @@ class Config:
     )
     busy_timeout_ms: int = 5000
 
-    # Bytes of a tool's output the queue keeps (head and tail; claude_code/raw_output.py).
+    # Bytes of a tool's output the queue keeps (head and tail; claude_code/raw_output.py
+    # says why 64 KB).
     raw_output_cap: int = field(
-        default_factory=lambda: int(os.environ.get(ENV_RAW_OUTPUT_CAP) or 256 * 1024)
+        default_factory=lambda: int(os.environ.get(ENV_RAW_OUTPUT_CAP) or 64 * 1024)
     )
 
     # Compression of queued tool outputs into observations.

@@ -12,6 +12,11 @@ A JSON response is cut inside its longest strings (a Read's file content, an Edi
 originalFile, a command's stdout) so it stays JSON with its structure and small fields
 whole. Cuts fall on a line break (or else a space) near the limit, so a secret is never
 left half there for the redactor, which runs on what is kept, to miss.
+The cap (CLAUDE_MEM_RAW_OUTPUT_CAP) is 64 KB by default: no compressor reads more. The
+default compressor reads at most the first and last 64 KB of a text (and the whole JSON
+structure, which is kept), the LLM compressor is shown 20,000 characters of head and tail;
+so what is dropped was never used, and the disk goal (1,000 events of a session's mix in
+at most 35 MB, where keeping outputs whole took 142 MB) is met with room to spare.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ class InServerWorker:
         except WorkerProcessDied as error:
             # The item fails this attempt; an item that kills the process every time
             # ends as a dead letter instead of killing it forever.
-            return Work(Failure(str(error)))
+            return Work(Failure(str(error)), pid=None)
 
     async def run(self, datasette: Datasette) -> None:
         """Work until cancelled; a failure pauses the loop, never ends it."""

@@ -453,7 +453,7 @@ class Work:
     sources: list[SourceIndex] = field(default_factory=list)
     index_error: str | None = None
     cpu_ms: float = 0.0
-    pid: int = field(default_factory=os.getpid)
+    pid: int | None = field(default_factory=os.getpid)  # None: it never ran
 
 
 def do_work(worker: Worker, item: QueueItem, root: str | None, grant: Grant | None = None) -> Work:
@@ -525,7 +525,7 @@ async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
         )
         report.outcomes.append(await backend.write(finish))
         report.work_cpu_ms += work.cpu_ms
-        report.process = work.pid
+        report.process = work.pid or report.process
     report.duration_ms = (time.perf_counter() - started) * 1000
     if report.outcomes:
         await backend.write(functools.partial(worker.log, report=report))

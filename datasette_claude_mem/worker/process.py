@@ -158,29 +158,34 @@ class WorkerProcess:
             await self._spawn()
 
     async def run(self, job: Job) -> Work:
-        """Send one job and wait for its result; the child dying meanwhile is raised."""
+        """Send one job and wait for its result. A child found dead is replaced and the job
+        sent once more (it may have died idle); dying again on it is raised."""
         data = pickle.dumps(job, pickle.HIGHEST_PROTOCOL)
         async with self._lock:
-            await self._spawn()
-            proc = self.proc
-            if proc is None or proc.stdin is None or proc.stdout is None or not self.alive:
-                raise WorkerProcessDied("the worker process is not running")
-            self.busy_since = time.time()
-            try:
-                proc.stdin.write(FRAME.pack(len(data)) + data)
-                await proc.stdin.drain()
-                (size,) = FRAME.unpack(await proc.stdout.readexactly(FRAME.size))
-                reply = await proc.stdout.readexactly(size)
-            except (BrokenPipeError, ConnectionResetError, asyncio.IncompleteReadError) as error:
-                await proc.wait()
-                raise WorkerProcessDied(
-                    f"the worker process {proc.pid} died (exit {proc.returncode}) "
-                    f"while it held this item"
-                ) from error
-            finally:
-                self.busy_since = None
-            self.items += 1
-        return pickle.loads(reply)
+            for attempt in (1, 2):
+                await self._spawn()
+                proc = self.proc
+                if proc is None or proc.stdin is None or proc.stdout is None or not self.alive:
+                    raise WorkerProcessDied("the worker process is not running")
+                self.busy_since = time.time()
+                try:
+                    proc.stdin.write(FRAME.pack(len(data)) + data)
+                    await proc.stdin.drain()
+                    (size,) = FRAME.unpack(await proc.stdout.readexactly(FRAME.size))
+                    reply = await proc.stdout.readexactly(size)
+                except (BrokenPipeError, ConnectionResetError, asyncio.IncompleteReadError):
+                    await proc.wait()
+                    if attempt == 2:
+                        raise WorkerProcessDied(
+                            f"the worker process {proc.pid} died (exit {proc.returncode}) "
+                            f"while it held this item"
+                        ) from None
+                    continue
+                finally:
+                    self.busy_since = None
+                self.items += 1
+                return pickle.loads(reply)
+        raise AssertionError("unreachable")
 
     async def stop(self) -> None:
         """Close the child's stdin and wait for it to leave; kill it if it will not."""

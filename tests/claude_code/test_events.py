@@ -410,9 +410,9 @@ async def test_json_nested_too_deep_to_serialise_is_not_a_500(
         assert response.status_code < 500, (depth, response.text)
 
 
-# Big tool outputs: the queue keeps the head and tail up to the cap (256 KB by default)
+# Big tool outputs: the queue keeps the head and tail up to the cap (64 KB by default)
 
-CAP = 256 * 1024
+CAP = 64 * 1024
 
 
 @pytest.mark.asyncio
@@ -420,7 +420,7 @@ async def test_a_tool_response_under_the_cap_is_stored_whole(
     ds: Datasette, token: str, repo: Repo
 ) -> None:
     line = "    total = sum(row['amount'] for row in rows)  # a line of a big generated file\n"
-    content = line * (200 * 1024 // len(line))
+    content = line * (50 * 1024 // len(line))
     payload = load(
         "PostToolUse-Bash.json",
         session_id=SID,
