@@ -858,7 +858,7 @@ def main() -> None:
     if args.burst:
         from burst import burst_section
 
-        block += "\n" + burst_section(args.burst)
+        block = block.replace(END, burst_section(args.burst) + END)
     print(block)
     if not args.no_write:
         write_results(block)
