@@ -35,10 +35,13 @@ from datasette_claude_mem.storage.models import (
     EdgesAdd,
     EventLogEntry,
     FunctionMapEntry,
+    Forgotten,
     FunctionMapUpsert,
     Learning,
     LearningCreate,
     LearningUpdate,
+    MemoryEntry,
+    MemoryEntrySave,
     Observation,
     ObservationCreate,
     QueueItem,
@@ -485,7 +488,8 @@ class Store:
         """A project's latest observations, newest first (embeddings as in list_observations)."""
         rows = self._all(
             f"SELECT {_observation_columns(with_embeddings)} FROM observations "
-            "WHERE project = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            "WHERE project = ? AND forgotten_at IS NULL "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
             [project, limit],
         )
         return _OBSERVATIONS.validate_python(rows)
@@ -1088,6 +1092,7 @@ class Store:
                     bm25(observations_fts) AS rank, o.created_at
                 FROM observations_fts JOIN observations o ON o.rowid = observations_fts.rowid
                 WHERE observations_fts MATCH :q AND o.project = :project
+                    AND o.forgotten_at IS NULL
                 UNION ALL
                 SELECT 'learning', l.id, l.project, l.source_session_id, l.category,
                     snippet(learnings_fts, -1, '[', ']', '…', 12), bm25(learnings_fts),
@@ -1099,3 +1104,105 @@ class Store:
             {"q": match, "project": project, "limit": limit},
         )
         return [SearchHit.model_validate(r) for r in rows]
+
+    # Memory entries and forgetting
+
+    def save_entry(self, data: MemoryEntrySave) -> Saved:
+        """Save a versioned entry: a new version supersedes the key's current one; saving
+        the value the key already holds changes nothing."""
+        value = self.redact_text(data.value)
+        now = utc_now()
+        with self.write() as conn:
+            if data.session_id is not None:
+                self._session_project(data.session_id)
+            current = self._one(
+                "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? "
+                "ORDER BY version DESC LIMIT 1",
+                [data.namespace, data.key],
+            )
+            if (
+                current is not None
+                and current["value"] == value
+                and current["forgotten_at"] is None
+                and current["kind"] == str(data.kind)
+                and current["category"] == data.category
+                and current["confidence"] == data.confidence
+            ):
+                return Saved(MemoryEntry.model_validate(current), False)
+            row_id = new_id()
+            conn.execute(
+                "UPDATE memory_entries SET superseded_at = ? "
+                "WHERE namespace = ? AND key = ? AND superseded_at IS NULL",
+                [now, data.namespace, data.key],
+            )
+            conn.execute(
+                "INSERT INTO memory_entries (id, project, namespace, key, version, kind, "
+                "category, confidence, value, session_id, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    row_id,
+                    data.project,
+                    data.namespace,
+                    data.key,
+                    (current["version"] if current else 0) + 1,
+                    str(data.kind),
+                    data.category,
+                    data.confidence,
+                    value,
+                    data.session_id,
+                    data.created_by,
+                    now,
+                ],
+            )
+        entry = self.get_entry(row_id)
+        assert entry is not None
+        return Saved(entry, True)
+
+    def get_entry(self, entry_id: str) -> MemoryEntry | None:
+        row = self._one("SELECT * FROM memory_entries WHERE id = ?", [entry_id])
+        return MemoryEntry.model_validate(row) if row else None
+
+    def entry_history(self, namespace: str, key: str) -> list[MemoryEntry]:
+        """Every version of a key, newest first, forgotten ones included."""
+        rows = self._all(
+            "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? ORDER BY version DESC",
+            [namespace, key],
+        )
+        return [MemoryEntry.model_validate(r) for r in rows]
+
+    def forget(self, row_id: str, reason: str, by: str) -> Forgotten:
+        """Retire a learning, an observation or an entry (every version of its key), saying
+        who, when and why: it leaves the context and search at once, and stays on record."""
+        if not reason.strip():
+            raise StoreError("a reason is required to forget something")
+        now = utc_now()
+        marks = "forgotten_at = :now, forgotten_by = :by, forgotten_reason = :reason"
+        params = {"id": row_id, "now": now, "by": by, "reason": self.redact_text(reason)}
+        with self.write() as conn:
+            conn.execute(
+                f"UPDATE learnings SET is_active = 0, updated_at = :now, {marks} WHERE id = :id",
+                params,
+            )
+            kind = "learning" if _changes(conn) else None
+            if kind is None:
+                conn.execute(f"UPDATE observations SET {marks} WHERE id = :id", params)
+                kind = "observation" if _changes(conn) else None
+            if kind is None:
+                conn.execute(
+                    f"UPDATE memory_entries SET {marks} WHERE forgotten_at IS NULL AND "
+                    "(namespace, key) = (SELECT namespace, key FROM memory_entries WHERE id = :id)",
+                    params,
+                )
+                found = _changes(conn) or self._one(
+                    "SELECT 1 FROM memory_entries WHERE id = ?", [row_id]
+                )
+                kind = "entry" if found else None
+            if kind is None:
+                raise NotFound(f"nothing to forget with id {row_id!r}")
+        return Forgotten(
+            kind=kind,
+            id=row_id,
+            forgotten_at=now,
+            forgotten_by=by,
+            forgotten_reason=params["reason"],
+        )
