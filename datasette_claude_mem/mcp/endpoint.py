@@ -16,13 +16,12 @@ from datasette.utils.asgi import Request, Response
 
 from datasette_claude_mem import plugin
 from datasette_claude_mem.api.routes import ApiError, authorise
-from datasette_claude_mem.names import PREFIX
+from datasette_claude_mem.names import MCP_PATH
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-MCP_PATH = f"{PREFIX}/mcp"
 SCOPE_KEY = "claude_mem_caller"
 
 
