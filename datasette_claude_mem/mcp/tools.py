@@ -144,7 +144,11 @@ async def timeline(
     ctx: Context,
     id: Annotated[str | None, Field(description="A row id from search")] = None,
     session_id: Annotated[
-        str | None, Field(description="A session to show from its start, instead of an id")
+        str | None,
+        Field(
+            description="A session to show from its start when no id is given; with an id, "
+            "the calling session, whose project is the current one"
+        ),
     ] = None,
     before: Annotated[int, Field(ge=0, le=50, description="Rows before it")] = 5,
     after: Annotated[int, Field(ge=0, le=50, description="Rows after it")] = 5,
@@ -154,7 +158,7 @@ async def timeline(
     await _check(caller, "view-database")
     if not id and not session_id:
         raise ToolError("Pass id (from search) or session_id")
-    current = await _project(caller, session_id if not id else None, project)
+    current = await _project(caller, session_id, project)
 
     def run(store: Store) -> list[lookup.Hit]:
         anchor = lookup.record(store, id) if id else None
@@ -164,7 +168,7 @@ async def timeline(
             session = store.get_session(session_id)
             if session is None or session.project != current:
                 raise ToolError(f"No session {session_id!r} in project {current}")
-        return lookup.timeline(store, anchor, session_id, before, after)
+        return lookup.timeline(store, anchor, None if id else session_id, before, after)
 
     return answers.timeline_answer(id, await _read(caller, run))
 
@@ -259,15 +263,17 @@ async def remember(
 
 
 def _namespace_project(namespace: str, current: str) -> str | None:
-    """global/... belongs to every project; project:<key>/... must be the current one."""
+    """global/... belongs to every project; project:<key>/... must be the current one (keys
+    are often paths, so the namespace is compared with the current key, not split)."""
     if namespace == "global" or namespace.startswith("global/"):
         return None
-    if namespace.startswith("project:"):
-        named = namespace[len("project:") :].split("/", 1)[0]
-        if named != current:
-            raise ToolError(
-                f"Namespace {namespace!r} belongs to project {named!r}; pass project={named!r}"
-            )
+    ours = f"project:{current}"
+    if namespace.startswith("project:") and not (
+        namespace == ours or namespace.startswith(ours + "/")
+    ):
+        raise ToolError(
+            f"Namespace {namespace!r} is not under {ours!r}: name that project with project=..."
+        )
     return current
 
 
