@@ -208,6 +208,8 @@ def install(
     path = _settings_target(project, settings)
     mcp_path = _mcp_target(project, settings, mcp_config, no_mcp)
     try:
+        if mcp_path is not None:
+            installer.read_mcp_config(mcp_path)  # a broken file stops the install untouched
         changed = installer.install(path, url=url, command=use_command)
         mcp_changed = None if mcp_path is None else installer.install_mcp(mcp_path, url=url)
     except installer.SettingsError as error:

@@ -157,12 +157,19 @@ def our_mcp_server(url: str = DEFAULT_URL) -> dict[str, Any]:
     }
 
 
-def install_mcp(path: Path, url: str = DEFAULT_URL) -> bool:
-    """Register the memory's MCP server, leaving every other server and key as it is."""
-    before = _load(path)
-    servers = before.get("mcpServers")
+def read_mcp_config(path: Path) -> dict[str, Any]:
+    """The file's JSON, refused (before anything is written) when it cannot hold servers."""
+    data = _load(path)
+    servers = data.get("mcpServers")
     if servers is not None and not isinstance(servers, dict):
         raise SettingsError(f"{path}: mcpServers is not a JSON object; it was left as it is")
+    return data
+
+
+def install_mcp(path: Path, url: str = DEFAULT_URL) -> bool:
+    """Register the memory's MCP server, leaving every other server and key as it is."""
+    before = read_mcp_config(path)
+    servers = before.get("mcpServers")
     after = {**before, "mcpServers": {**(servers or {}), MCP_SERVER_NAME: our_mcp_server(url)}}
     return _save(path, before, after)
 
