@@ -31,6 +31,7 @@ MEMORY_TABLES = frozenset(
         "pending_queue",
         "pending_payloads",
         "event_log",
+        "memory_entries",
     }
 )
 

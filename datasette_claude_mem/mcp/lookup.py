@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasette_claude_mem.storage.models import FunctionMapEntry
 from datasette_claude_mem.storage.store import Store, fts_query
 
 KINDS = ("observation", "learning", "note", "session", "prompt")
@@ -77,12 +78,9 @@ def search(
         hits += _prompts(store, project, words)
     if since:
         hits = [h for h in hits if h.at >= since]
-    hits.sort(key=lambda h: (h.rank, _newest_first(h.at)))
+    hits.sort(key=lambda h: h.at, reverse=True)
+    hits.sort(key=lambda h: h.rank)  # stable: equal ranks stay newest first
     return hits[:limit]
-
-
-def _newest_first(at: str) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in at)
 
 
 def _with_sizes(store: Store, found: list) -> list[Hit]:
@@ -266,8 +264,6 @@ def about(store: Store, project: str, path: str | None, function: str | None) ->
         found.functions = changed + [f for f in current.values() if f.id not in seen]
         where = "EXISTS (SELECT 1 FROM json_each(files_touched) WHERE value = :name)"
     if function:
-        from datasette_claude_mem.storage.models import FunctionMapEntry
-
         rows = store._all(
             "SELECT * FROM function_map WHERE project = :project AND (qualified_name = :name "
             "OR qualified_name LIKE '%.' || :name) AND (:file = '' OR file_path = :file) "
