@@ -224,3 +224,21 @@ async def test_the_current_project_comes_from_the_session_then_the_default(
     answer, error = await call(configured, await configured.create_token("claude-mem"),
                                "search", query="tokenizer")  # fmt: skip
     assert not error and memory.beta_obs in answer and memory.obs[1] not in answer
+
+
+@pytest.mark.asyncio
+async def test_get_is_bounded_in_size(
+    ds: Datasette, token: str, memory: Memory, memory_path: Path
+) -> None:
+    from datasette_claude_mem.mcp.answers import MAX_ANSWER_CHARS, MAX_RECORD_CHARS
+
+    with Store(memory_path) as store:
+        big = [observe(store, "a1", f"Huge output {i}", "a big one", detail="y" * 50_000)
+               for i in range(20)]  # fmt: skip
+    answer, error = await call(ds, token, "get", ids=big[:1], session_id="a1")
+    assert not error and f"clipped at {MAX_RECORD_CHARS} chars" in answer
+    assert len(answer) <= MAX_RECORD_CHARS
+    answer, error = await call(ds, token, "get", ids=big, session_id="a1")
+    assert not error and "answer capped" in answer
+    assert len(answer) <= MAX_ANSWER_CHARS + 100
+    assert big[0] in answer and big[-1] not in answer
