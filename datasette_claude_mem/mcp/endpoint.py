@@ -9,33 +9,19 @@ Stateless JSON mode: no session state between requests, every call is checked af
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from datasette.utils.asgi import Request, Response
 
 from datasette_claude_mem import plugin
 from datasette_claude_mem.api.routes import ApiError, authorise
+from datasette_claude_mem.mcp.caller import SCOPE_KEY, Caller
 from datasette_claude_mem.names import MCP_PATH
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-
-SCOPE_KEY = "claude_mem_caller"
-
-
-@dataclass
-class Caller:
-    """Who is calling, handed to the tools through the ASGI scope: the SDK runs tools in
-    its own task, where nothing of the route's task is visible but the request."""
-
-    datasette: Datasette
-    request: Request
-
-    @property
-    def actor(self) -> dict[str, Any] | None:
-        return self.request.actor
 
 
 class _Running:
@@ -47,24 +33,37 @@ class _Running:
         self.task = asyncio.get_running_loop().create_task(self._run(), name="claude-mem-mcp")
 
     async def _run(self) -> None:
-        async with self.manager.run():
-            self.ready.set()
-            await asyncio.Event().wait()  # until the loop ends and cancels it
+        try:
+            async with self.manager.run():
+                self.ready.set()
+                await asyncio.Event().wait()  # until the loop ends and cancels it
+        finally:
+            self.ready.set()  # a manager that failed to start must not leave callers waiting
+
+    async def started(self) -> StreamableHTTPSessionManager:
+        await self.ready.wait()
+        if self.task.done():
+            raise RuntimeError("the MCP session manager stopped")
+        return self.manager
 
 
 async def session_manager(datasette: Datasette) -> StreamableHTTPSessionManager:
-    """The manager for the running loop, started on first use."""
-    from datasette_claude_mem.mcp.tools import make_server
-
+    """The manager for the running loop, started on first use. The SDK is imported then, in
+    a thread: it takes a second or more, which neither the server's start nor the hooks
+    answered meanwhile should wait for."""
     loop = asyncio.get_running_loop()
     managers: dict[Any, _Running] = plugin.state(datasette).setdefault("mcp_managers", {})
     running = managers.get(loop)
     if running is None or running.task.done():
         for gone in [key for key in managers if key.is_closed()]:
             del managers[gone]
+        tools = await asyncio.to_thread(importlib.import_module, "datasette_claude_mem.mcp.tools")
         from mcp.server.transport_security import TransportSecuritySettings
 
-        server = make_server()
+        running = managers.get(loop)  # another request may have started it meanwhile
+        if running is not None and not running.task.done():
+            return await running.started()
+        server = tools.make_server()
         # The Host and Origin checks are the plugin's own (api/guard.py), for every route.
         server.streamable_http_app(
             stateless_http=True,
@@ -72,8 +71,7 @@ async def session_manager(datasette: Datasette) -> StreamableHTTPSessionManager:
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
         running = managers[loop] = _Running(server.session_manager)
-    await running.ready.wait()
-    return running.manager
+    return await running.started()
 
 
 async def mcp_view(scope: dict, receive: Any, send: Any, request: Request, datasette: Datasette):

@@ -21,7 +21,7 @@ from datasette_claude_mem import plugin
 from datasette_claude_mem.api.routes import ApiError, authorise
 from datasette_claude_mem.claude_code.project import ENV_PROJECT
 from datasette_claude_mem.mcp import answers, lookup
-from datasette_claude_mem.mcp.endpoint import SCOPE_KEY, Caller
+from datasette_claude_mem.mcp.caller import SCOPE_KEY, Caller
 from datasette_claude_mem.names import WRITE_ACTION
 from datasette_claude_mem.storage.models import (
     LearningCategory,
