@@ -67,7 +67,11 @@ def search(
     wanted = set(kinds or KINDS)
     hits: list[Hit] = []
     if wanted & {"observation", "learning"}:
-        found = store.search(project, query, limit=FETCH)  # the line that switches
+        # Ranking and snippets cost per row asked for: ask for more only when some of them
+        # may be filtered out below.
+        narrowed = since or not {"observation", "learning"} <= wanted
+        fetch = FETCH if narrowed else limit
+        found = store.search(project, query, limit=fetch)  # the line that switches
         hits += _with_sizes(store, [h for h in found if h.kind in wanted])
     if "note" in wanted:
         hits += _entries(store, project, query)
