@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datasette_claude_mem.cli import create_token, ensure_secret  # noqa: E402
+from datasette_claude_mem.mcp import lookup  # noqa: E402
 from datasette_claude_mem.settings import Config  # noqa: E402
 from datasette_claude_mem.storage.models import new_id  # noqa: E402
 from datasette_claude_mem.storage.store import Store  # noqa: E402
@@ -197,8 +198,11 @@ def measure(size: int, requests: int, rng: random.Random, work: Path) -> dict:
         client.conn.close()
     finally:
         server.stop()
+    store_ms, adapter_ms = in_process(base / "claude-mem.db", queries[:100])
     return {
         "size": size,
+        "store_ms": store_ms,
+        "adapter_ms": adapter_ms,
         "fill_s": fill_seconds,
         "requests": requests,
         "mcp_p50": percentile(mcp_ms, 0.5),
@@ -214,6 +218,26 @@ def measure(size: int, requests: int, rng: random.Random, work: Path) -> dict:
     }
 
 
+def in_process(path: Path, queries: list[str]) -> tuple[float, float]:
+    """Mean ms of the store's full-text search (ten hits) and of the tool's whole search
+    (every kind) on the same file, in this process: where the time of a search goes."""
+    with Store(path) as store:
+        runs = (
+            lambda q: store.search(PROJECT, q, limit=10),
+            lambda q: lookup.search(store, PROJECT, q, limit=10),
+        )
+        totals = [0.0, 0.0]
+        for q in queries[:10]:  # warm the page cache for both
+            for fn in runs:
+                fn(q)
+        for i, q in enumerate(queries):
+            for which in (0, 1) if i % 2 else (1, 0):
+                started = time.perf_counter()
+                runs[which](q)
+                totals[which] += (time.perf_counter() - started) * 1000
+    return totals[0] / len(queries), totals[1] / len(queries)
+
+
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; "
@@ -221,8 +245,9 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         + f"; {args.requests} queries per size, one keep-alive connection, alternating.",
         "",
         "| observations | search p50 ms | p99 | stored query p50 ms | p99 | ratio p50 | "
-        "hits mean | 10-hit answer tokens mean / max | get(3) tokens | timeline tokens |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "hits mean | 10-hit answer tokens mean / max | get(3) tokens | timeline tokens | "
+        "in process: store search ms / tool search ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -230,7 +255,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
             f"{r['stored_p50']:.2f} | {r['stored_p99']:.2f} | "
             f"{r['mcp_p50'] / r['stored_p50']:.2f}x | {r['hits_mean']:.1f} | "
             f"{r['tokens_10_mean']:.0f} / {r['tokens_10_max']} ({r['ten_hit_answers']} answers) | "
-            f"{r['get3_tokens_mean']:.0f} | {r['timeline_tokens_mean']:.0f} |"
+            f"{r['get3_tokens_mean']:.0f} | {r['timeline_tokens_mean']:.0f} | "
+            f"{r['store_ms']:.2f} / {r['adapter_ms']:.2f} |"
         )
     biggest = rows[-1]
     ratio = biggest["mcp_p50"] / biggest["stored_p50"]
