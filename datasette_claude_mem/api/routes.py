@@ -226,11 +226,13 @@ HOOK_MAX_BODY_BYTES = 64 * 1024 * 1024
 async def hook(call: Call) -> Response:
     from datasette_claude_mem.claude_code.events import handle_hook
 
-    options = plugin.hook_options(call.datasette)
+    config = plugin.state(call.datasette).config
     # The event as Claude Code sent it (validation checked its common fields): copying a
     # large tool response through the model would only cost time.
     payload = call.raw
-    result = await call.write(lambda s: handle_hook(s, payload, **options))
+    result = await call.write(
+        lambda s: handle_hook(s, payload, config=config, excluded_projects=config.excluded_projects)
+    )
     return json_response(result.output)
 
 
@@ -252,9 +254,9 @@ async def openapi(call: Call) -> Response:
     from datasette_claude_mem.api.openapi import openapi_document
 
     kept = plugin.state(call.datasette)
-    if "openapi" not in kept:  # generating the schemas takes tens of milliseconds
-        kept["openapi"] = orjson.dumps(openapi_document(ENDPOINTS, PREFIX))
-    return Response(kept["openapi"], content_type=JSON_TYPE)
+    if kept.openapi is None:
+        kept.openapi = orjson.dumps(openapi_document(ENDPOINTS, PREFIX))
+    return Response(kept.openapi, content_type=JSON_TYPE)
 
 
 ENDPOINTS: list[Endpoint] = [
@@ -355,7 +357,7 @@ _PERMISSION_CACHE_SIZE = 1024
 
 
 async def _allowed(datasette: Datasette, actor: dict | None, action: str) -> bool:
-    cache: dict = plugin.state(datasette).setdefault("permissions", {})
+    cache = plugin.state(datasette).permissions
     key = (action, orjson.dumps(actor, default=str, option=orjson.OPT_SORT_KEYS))
     now = time.monotonic()
     hit = cache.get(key)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 from pydantic import TypeAdapter
@@ -55,6 +55,9 @@ from datasette_claude_mem.storage.models import (
     utc_now,
 )
 from datasette_claude_mem.storage.queries import QUERY_SQL
+
+if TYPE_CHECKING:
+    from datasette_claude_mem.settings import Config
 
 T = TypeVar("T")
 
@@ -222,6 +225,17 @@ class Store:
         self.redact_value = redact_value
         self._depth = 0  # savepoints open inside a caller's transaction
         self._checkpoint_wanted = False
+
+    @classmethod
+    def open(cls, config: Config, path: str | Path | None = None, **kwargs: Any) -> Store:
+        """The store on a memory file (the configured one by default), its connection made
+        with the configured pragmas: every command opens the memory this way."""
+        return cls(
+            path or config.db_path,
+            synchronous=config.synchronous,
+            busy_timeout_ms=config.busy_timeout_ms,
+            **kwargs,
+        )
 
     def _redact_opt(self, text: str | None) -> str | None:
         return None if text is None else self.redact_text(text)
