@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from datasette.resources import DatabaseResource
-from datasette.utils.asgi import PayloadTooLarge, Request, Response
+from datasette.utils.asgi import Request, Response
 from pydantic import BaseModel, ValidationError
 
 from datasette_claude_mem import plugin
+from datasette_claude_mem.api.errors import ApiError, error_response, validation_messages
 from datasette_claude_mem.names import PREFIX, WRITE_ACTION
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,
@@ -46,11 +47,8 @@ from datasette_claude_mem.storage.models import (
     SessionStart,
 )
 from datasette_claude_mem.storage.store import (
-    LeaseLost,
-    NotFound,
     Saved,
     Store,
-    StoreError,
     to_json,
 )
 
@@ -58,13 +56,6 @@ if TYPE_CHECKING:
     from datasette.app import Datasette
 
 JSON_TYPE = "application/json; charset=utf-8"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, messages: str | list[str]) -> None:
-        super().__init__(messages)
-        self.status = status
-        self.messages = [messages] if isinstance(messages, str) else messages
 
 
 @dataclass
@@ -202,7 +193,7 @@ async def log_event(call: Call) -> Response:
     data: EventCreate = call.body
 
     def run(store: Store) -> EventLogEntry:
-        entry = store.log_event(
+        return store.log_event(
             data.event_type,
             data.data,
             session_id=data.session_id,
@@ -211,9 +202,6 @@ async def log_event(call: Call) -> Response:
             tokens_in=data.tokens_in,
             tokens_out=data.tokens_out,
         )
-        if entry is None:
-            raise StoreError("the event could not be stored")
-        return entry
 
     return ok(await call.write(run), status=201)
 
@@ -303,14 +291,6 @@ ENDPOINTS: list[Endpoint] = [
 # Dispatch
 
 
-def _validation_messages(error: ValidationError) -> list[str]:
-    messages = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "body"
-        messages.append(f"{where}: {item['msg']}")
-    return messages
-
-
 async def _read_body(request: Request, endpoint: Endpoint) -> Any:
     raw = await request.post_body(max_bytes=endpoint.max_body_bytes)
     if not raw.strip():
@@ -397,7 +377,7 @@ async def _dispatch(endpoint: Endpoint, request: Request, datasette: Datasette) 
         try:
             call.body = endpoint.body.model_validate(data)
         except ValidationError as error:
-            raise ApiError(400, _validation_messages(error)) from error
+            raise ApiError(400, validation_messages(error)) from error
     return await endpoint.handler(call)
 
 
@@ -405,33 +385,11 @@ async def answer(endpoint: Endpoint, request: Request, datasette: Datasette) -> 
     """Run an endpoint, turning every failure a client can cause into a JSON error."""
     try:
         return await _dispatch(endpoint, request, datasette)
-    except ApiError as error:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return Response.error(error.messages, error.status, headers=headers)
-    except PayloadTooLarge as error:
-        return Response.error(str(error), 413)
-    except ValidationError as error:
-        return Response.error(_validation_messages(error), 400)
-    except NotFound as error:
-        return Response.error(str(error), 404)
-    except LeaseLost as error:
-        return Response.error(str(error), 409)
-    except StoreError as error:
-        return Response.error(str(error), 400)
-    except sqlite3.IntegrityError as error:
-        return Response.error(f"Refused by the database: {error}", 400)
-    except (OverflowError, UnicodeEncodeError, RecursionError) as error:
-        # Valid JSON the database cannot hold: an integer over 64 bits, a float over float32
-        # in an embedding, a lone surrogate in free-form data, nesting too deep to encode.
-        return Response.error(f"A value in the body cannot be stored: {error}", 400)
-    except ValueError as error:
-        if "null byte" not in str(error) and "depth" not in str(error):
+    except Exception as error:
+        response = error_response(error)
+        if response is None:
             raise
-        return Response.error(f"A value in the body cannot be used: {error}", 400)
-    except sqlite3.OperationalError as error:
-        if "locked" in str(error) or "busy" in str(error):
-            return Response.error("The database is busy; try again", 503)
-        raise
+        return response
 
 
 def _route_regex(path: str) -> str:
