@@ -10,8 +10,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,8 +19,9 @@ from datasette.utils.asgi import Request, Response
 from pydantic import BaseModel, ValidationError
 
 from datasette_claude_mem import plugin
+from datasette_claude_mem.api.endpoint import Call, Endpoint
 from datasette_claude_mem.api.errors import ApiError, error_response, validation_messages
-from datasette_claude_mem.names import PREFIX, WRITE_ACTION
+from datasette_claude_mem.names import PREFIX
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,
     EdgesAdd,
@@ -56,39 +56,6 @@ if TYPE_CHECKING:
     from datasette.app import Datasette
 
 JSON_TYPE = "application/json; charset=utf-8"
-
-
-@dataclass
-class Call:
-    """One request to an endpoint, with its validated body and URL variables."""
-
-    request: Request
-    datasette: Datasette
-    params: dict[str, str]
-    body: Any = None
-    raw: dict[str, Any] | None = None  # the JSON object as sent, before validation
-
-    async def write(self, fn: Callable[[Store], Any]) -> Any:
-        return await plugin.write(self.datasette, fn)
-
-
-Handler = Callable[[Call], Awaitable[Response]]
-
-
-@dataclass
-class Endpoint:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    body: type[BaseModel] | None = None
-    returns: type[BaseModel] | None = None
-    many: bool = False
-    statuses: tuple[int, ...] = (200,)
-    permission: str | None = WRITE_ACTION
-    raw_response: bool = False
-    max_body_bytes: int | None = None
-    query: dict[str, str] = field(default_factory=dict)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
