@@ -26,7 +26,7 @@ def prepare_connection(conn, database, datasette):
     from datasette_claude_mem import plugin
 
     if database == plugin.memory_database_name(datasette):
-        plugin.prepare_memory_connection(conn, plugin.synchronous(datasette))
+        plugin.prepare_memory_connection(conn, plugin.state(datasette).config)
 
 
 @hookimpl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import click
 
-from datasette_claude_mem.names import DEFAULT_PORT, DEFAULT_URL, HOOK_ACTOR, METADATA, SERVE_CONFIG
+from datasette_claude_mem.names import (
+    DEFAULT_PORT,
+    DEFAULT_URL,
+    HOOK_ACTOR,
+    METADATA,
+    PLUGIN,
+    SERVE_CONFIG,
+)
 from datasette_claude_mem.settings import Config
 from datasette_claude_mem.storage.store import Store
 
@@ -35,6 +43,14 @@ def serve_config_path(config: Config) -> Path:
     """The user's own copy of the serve configuration wins over the packaged one."""
     mine = config.base_dir / "datasette.yaml"
     return mine if mine.exists() else SERVE_CONFIG
+
+
+def _plugin_settings(config_file: Path) -> dict:
+    """The plugin's part of a Datasette configuration file."""
+    import yaml
+
+    loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    return (loaded.get("plugins") or {}).get(PLUGIN) or {}
 
 
 def create_token(secret: str, expires_after: int | None = None) -> str:
@@ -86,17 +102,16 @@ def serve(
     """
     from datasette.cli import serve as datasette_serve
 
-    config = Config()
+    config = Config.load()
     config.ensure_dirs()
     db_path = (db_path or config.db_path).expanduser().resolve()
-    Store(db_path).close()
+    Store.open(config, db_path).close()
+    # Datasette's own way to take a secret, kept out of the process list.
     os.environ["DATASETTE_SECRET"] = ensure_secret(config)
+    serve_config = serve_config_path(config)
     hosts = [*allowed_hosts]
     if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
         hosts.append(host)
-    if hosts:
-        existing = os.environ.get("CLAUDE_MEM_ALLOWED_HOSTS", "")
-        os.environ["CLAUDE_MEM_ALLOWED_HOSTS"] = ",".join(filter(None, [existing, *hosts]))
     click.echo(f"Memory database: {db_path}", err=True)
     click.echo("Token for hooks: datasette claude-mem token", err=True)
     click.echo("Sign in with this link:", err=True)
@@ -105,9 +120,17 @@ def serve(
         "--host", host,
         "--port", str(port),
         "--root",
-        "-c", str(serve_config_path(config)),
+        "-c", str(serve_config),
         "-s", "plugins.datasette-claude-mem.database", db_path.stem,
     ]  # fmt: skip
+    if hosts:
+        # Added to the configuration's own list, which -s would otherwise replace.
+        configured = _plugin_settings(serve_config).get("allowed_hosts") or []
+        args += [
+            "-s",
+            "plugins.datasette-claude-mem.allowed_hosts",
+            json.dumps([*configured, *hosts]),
+        ]
     args += ["-m", str(METADATA)]
     datasette_serve.main(args=[*args, *datasette_args], prog_name="datasette claude-mem serve")
 
@@ -116,7 +139,7 @@ def serve(
 @click.option("-e", "--expires-after", type=int, help="Seconds until the token expires")
 def token(expires_after: int | None) -> None:
     """Print a token that lets hooks and scripts write to the memory."""
-    click.echo(create_token(ensure_secret(Config()), expires_after))
+    click.echo(create_token(ensure_secret(Config.load()), expires_after))
 
 
 @claude_mem.command()
@@ -270,8 +293,8 @@ def worker(
     """Turn queued tool outputs into observations, apart from the server."""
     from datasette_claude_mem.worker.loop import Worker
 
-    config = Config()
-    store = Store(path or config.db_path)
+    config = Config.load()
+    store = Store.open(config, path)
     compressor = None
     if llm_model:
         from datasette_claude_mem.worker.llm_compress import LLMCompressor, LLMUnavailable

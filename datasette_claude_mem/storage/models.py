@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -131,6 +132,16 @@ class LearningCategory(StrEnum):
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _no_nul(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("a path cannot contain a NUL character")
+    return path
+
+
+# A directory as the file system takes it: no operating system accepts a NUL in a path.
+DirectoryPath = Annotated[NonEmpty, AfterValidator(_no_nul)]
 # JSON text in SQLite, a list or an object in Python.
 JsonList = Json[list[str]]
 JsonObject = Json[dict[str, Any]]
@@ -163,7 +174,7 @@ class Record(BaseModel):
 
 class SessionStart(Input):
     id: NonEmpty | None = None
-    project_dir: NonEmpty
+    project_dir: DirectoryPath
     project: NonEmpty | None = Field(
         None, description="Project key; derived from project_dir (its repository) when omitted"
     )
