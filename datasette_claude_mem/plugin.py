@@ -48,6 +48,8 @@ class PluginState:
     openapi: bytes | None = None
     # Permission answers per (action, actor), with the time each stops being good.
     permissions: dict[tuple[str, bytes], tuple[bool, float]] = field(default_factory=dict)
+    # The MCP endpoint's session manager for each event loop that served it (mcp/endpoint.py).
+    mcp_managers: dict[Any, Any] = field(default_factory=dict)
 
     @classmethod
     def from_datasette(cls, datasette: Datasette) -> PluginState:

@@ -65,6 +65,8 @@ class Config:
     # is the one in base_dir.
     spool: Path | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    # The MCP tools' project when the caller names neither a session nor a project.
+    default_project: str | None = None
 
     # Context budget at session start, in tokens (characters / 4): 2,000 in all.
     ctx_session_index: int = 300
@@ -106,7 +108,7 @@ class Config:
             values["base_dir"] = Path(env[ENV_DIR])
         if env.get(ENV_SYNCHRONOUS):
             values["synchronous"] = env[ENV_SYNCHRONOUS]
-        for name in ("database", "synchronous", "busy_timeout_ms", "spool"):
+        for name in ("database", "synchronous", "busy_timeout_ms", "spool", "default_project"):
             if plugin.get(name) is not None:
                 values[name] = plugin[name]
         for name in ("compression_model", "compression_daily_token_budget"):

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from datasette.utils.asgi import Request, Response
 
 from datasette_claude_mem import plugin
-from datasette_claude_mem.api.routes import ApiError, authorise
+from datasette_claude_mem.api.errors import ApiError
+from datasette_claude_mem.api.routes import authorise
 from datasette_claude_mem.mcp.caller import SCOPE_KEY, Caller
 from datasette_claude_mem.names import MCP_PATH
 
@@ -52,7 +53,7 @@ async def session_manager(datasette: Datasette) -> StreamableHTTPSessionManager:
     a thread: it takes a second or more, which neither the server's start nor the hooks
     answered meanwhile should wait for."""
     loop = asyncio.get_running_loop()
-    managers: dict[Any, _Running] = plugin.state(datasette).setdefault("mcp_managers", {})
+    managers: dict[Any, _Running] = plugin.state(datasette).mcp_managers
     running = managers.get(loop)
     if running is None or running.task.done():
         for gone in [key for key in managers if key.is_closed()]:

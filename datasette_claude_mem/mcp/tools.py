@@ -8,7 +8,6 @@ server error.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
@@ -18,18 +17,19 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, ValidationError
 
 from datasette_claude_mem import plugin
-from datasette_claude_mem.api.routes import ApiError, authorise
-from datasette_claude_mem.claude_code.project import ENV_PROJECT
+from datasette_claude_mem.api.errors import ApiError
+from datasette_claude_mem.api.routes import authorise
 from datasette_claude_mem.mcp import answers, lookup
 from datasette_claude_mem.mcp.caller import SCOPE_KEY, Caller
 from datasette_claude_mem.names import WRITE_ACTION
+from datasette_claude_mem.storage.errors import NotFound, StoreError
 from datasette_claude_mem.storage.models import (
     LearningCategory,
     LearningCreate,
     MemoryEntrySave,
     new_id,
 )
-from datasette_claude_mem.storage.store import NotFound, Store, StoreError
+from datasette_claude_mem.storage.store import Store
 
 T = TypeVar("T")
 
@@ -87,8 +87,7 @@ async def _write(caller: Caller, fn: Callable[[Store], T]) -> T:
 def _default_project(caller: Caller) -> str | None:
     """The token's own project, else the server's configured one."""
     actor = caller.actor or {}
-    configured = plugin.plugin_config(caller.datasette).get("default_project")
-    return actor.get("project") or configured or os.environ.get(ENV_PROJECT) or None
+    return actor.get("project") or plugin.state(caller.datasette).config.default_project
 
 
 async def _project(caller: Caller, session_id: str | None, project: str | None) -> str:

@@ -27,7 +27,7 @@ from pydantic import TypeAdapter
 from sqlite_utils import Database
 
 from datasette_claude_mem.claude_code.project import project_key
-from datasette_claude_mem.storage.errors import LeaseLost, NotFound, is_busy
+from datasette_claude_mem.storage.errors import LeaseLost, NotFound, StoreError, is_busy
 from datasette_claude_mem.storage.migrations import migrations
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,

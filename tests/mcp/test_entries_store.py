@@ -10,13 +10,14 @@ import pytest
 from sqlite_utils import Database
 
 from datasette_claude_mem.claude_code.context import build_context
+from datasette_claude_mem.storage.errors import NotFound, StoreError
 from datasette_claude_mem.storage.models import (
     LearningCreate,
     MemoryEntrySave,
     ObservationCreate,
     SessionStart,
 )
-from datasette_claude_mem.storage.store import NotFound, Store, StoreError
+from datasette_claude_mem.storage.store import Store
 
 
 def entry(value: str, **kw) -> MemoryEntrySave:
