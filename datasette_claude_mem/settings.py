@@ -24,6 +24,7 @@ ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
 ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
 ENV_WORKER = "CLAUDE_MEM_WORKER"
 OFF = ("0", "false", "off", "no")
+_BUDGET_PREFIX = "ctx_"
 
 
 class SettingsError(ValueError):
@@ -142,12 +143,13 @@ class Config:
 
     @property
     def context_budget(self) -> dict[str, int]:
+        """Tokens for each context section, by its key: the field `ctx_<key>` holds the
+        budget of the section claude_code/context.py names `<key>` (this module cannot
+        import that one, which reads its settings from here)."""
         return {
-            "session_index": self.ctx_session_index,
-            "function_map": self.ctx_function_map,
-            "learnings": self.ctx_learnings,
-            "observations": self.ctx_observations,
-            "call_graph": self.ctx_call_graph,
+            f.name.removeprefix(_BUDGET_PREFIX): getattr(self, f.name)
+            for f in fields(self)
+            if f.name.startswith(_BUDGET_PREFIX)
         }
 
     def ensure_dirs(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from datasette.app import Datasette
 
+from datasette_claude_mem.claude_code.context import SECTIONS
 from datasette_claude_mem.names import PREFIX, SERVE_CONFIG
 from datasette_claude_mem.settings import Config
 
@@ -37,13 +38,7 @@ MEMORY_TABLES = frozenset(
 
 
 # The context's Markdown headings, and the section each one stands for.
-CONTEXT_SECTIONS = {
-    "Recent sessions": "session_index",
-    "Recently changed functions": "function_map",
-    "Learnings": "learnings",
-    "Recent observations": "observations",
-    "Callers of changed functions": "call_graph",
-}
+CONTEXT_SECTIONS = {title: key for key, title in SECTIONS}
 
 
 def db_rows(db_path: Path, sql: str, params: list[Any] | tuple = ()) -> list[dict[str, Any]]:

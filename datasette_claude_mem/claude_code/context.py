@@ -18,8 +18,20 @@ if TYPE_CHECKING:
 
 MAX_BYTES = 9_500
 
+# The context's sections in the order they appear: the key (the settings' budget, the JSON
+# answer's `sections`) and the Markdown heading each one has.
+SECTIONS = (
+    ("session_index", "Recent sessions"),
+    ("learnings", "Learnings"),
+    ("function_map", "Recently changed functions"),
+    ("call_graph", "Callers of changed functions"),
+    ("observations", "Recent observations"),
+)
+
 
 def tokens(text: str) -> int:
+    """Rough token count (characters / 4, rounded up): cheap, and good enough for budgets
+    and stats; the context's budgets and the compressors' counts both use it."""
     return (len(text) + 3) // 4
 
 
@@ -140,17 +152,17 @@ def build_context(
     budget = (config or Config()).context_budget
     # One scan of the function map serves both its section and the call graph's.
     changed = store.changed_functions(project, limit=40)
-    sections = [
-        ("session_index", "Recent sessions", _sessions(store, project, current_session)),
-        ("learnings", "Learnings", _learnings(store, project)),
-        ("function_map", "Recently changed functions", _functions(changed)),
-        ("call_graph", "Callers of changed functions", _call_graph(store, project, changed)),
-        ("observations", "Recent observations", _observations(store, project)),
-    ]
+    lines = {
+        "session_index": _sessions(store, project, current_session),
+        "learnings": _learnings(store, project),
+        "function_map": _functions(changed),
+        "call_graph": _call_graph(store, project, changed),
+        "observations": _observations(store, project),
+    }
     parts = []
     counts = {}
-    for key, title, lines in sections:
-        text = _fit(title, lines, budget[key])
+    for key, title in SECTIONS:
+        text = _fit(title, lines[key], budget[key])
         if text:
             parts.append(text)
             counts[key] = tokens(text)

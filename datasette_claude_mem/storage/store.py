@@ -1044,6 +1044,25 @@ class Store(EntryStore):
         ).fetchone()
         return row[0] if row else None
 
+    def tokens_spent(self, spent_event: str, reserved_event: str, since: str) -> int:
+        """Tokens logged since a moment: the tokens in and out of every `spent_event`, plus
+        the estimate of every `reserved_event` that no `spent_event` has settled yet (its
+        data's `reservation` names the reservation's id)."""
+        row = self.conn.execute(
+            """SELECT
+                (SELECT coalesce(sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)), 0)
+                 FROM event_log WHERE event_type = :spent AND created_at >= :since)
+              + (SELECT coalesce(sum(json_extract(r.data, '$.estimate')), 0)
+                 FROM event_log r
+                 WHERE r.event_type = :reserved AND r.created_at >= :since
+                 AND NOT EXISTS (
+                     SELECT 1 FROM event_log s
+                     WHERE s.event_type = :spent AND s.created_at >= :since
+                     AND json_extract(s.data, '$.reservation') = r.id))""",
+            {"spent": spent_event, "reserved": reserved_event, "since": since},
+        ).fetchone()
+        return int(row[0] or 0)
+
     def query_events(
         self,
         event_type: str | None = None,
