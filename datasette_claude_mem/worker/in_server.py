@@ -16,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from datasette_claude_mem.settings import WorkerSettings
 from datasette_claude_mem.storage.models import QueueItem
 from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.worker.loop import Failure, Grant, Work, Worker, run_batch
@@ -24,39 +25,26 @@ from datasette_claude_mem.worker.process import Job, WorkerProcess, WorkerProces
 if TYPE_CHECKING:
     from datasette.app import Datasette
 
-ENV_WORKER = "CLAUDE_MEM_WORKER"
 TASK_NAME = "claude-mem-worker"
 PROCESS_TASK_NAME = "claude-mem-worker-process"
-DEFAULTS = {"interval": 1.0, "batch_size": 5, "lease_seconds": 300.0}
 T = TypeVar("T")
 Run = Callable[[Callable[[Store], T]], Awaitable[T]]
 
 _KEPT = "_claude_mem_worker"  # the running InServerWorker, kept on its Datasette
 
 
-def worker_settings(configured: Any) -> dict[str, Any] | None:
-    """The in-server worker's settings from the plugin's `worker` option, or None when it
-    (or CLAUDE_MEM_WORKER=0) switches it off."""
-    if configured is False or os.environ.get(ENV_WORKER, "1").lower() in ("0", "false", "off"):
-        return None
-    settings = dict(DEFAULTS)
-    if isinstance(configured, dict):
-        settings.update(configured)
-    return settings
-
-
 class InServerWorker:
     """The worker loop's backend in the server, and the loop itself."""
 
-    def __init__(self, datasette: Datasette, settings: dict[str, Any], read: Run, write: Run):
+    def __init__(self, datasette: Datasette, settings: WorkerSettings, read: Run, write: Run):
         self.datasette = datasette
-        self.interval = float(settings["interval"])
+        self.interval = float(settings.interval)
         self.reader = read
         self.writer = write
         self.worker = Worker(
             worker_id=f"server:{os.getpid()}",
-            batch_size=int(settings["batch_size"]),
-            lease_seconds=float(settings["lease_seconds"]),
+            batch_size=int(settings.batch_size),
+            lease_seconds=float(settings.lease_seconds),
         )
         self.process = WorkerProcess(on_start=self._watch)
 
@@ -99,10 +87,9 @@ class InServerWorker:
             await self.process.stop()
 
 
-def start(datasette: Datasette, configured: Any, *, read: Run, write: Run) -> None:
+def start(datasette: Datasette, settings: WorkerSettings, *, read: Run, write: Run) -> None:
     """Start the in-server worker as a background task, unless it is switched off."""
-    settings = worker_settings(configured)
-    if settings is None:
+    if not settings.enabled:
         return
     running = InServerWorker(datasette, settings, read, write)
     datasette.__dict__[_KEPT] = running

@@ -100,20 +100,7 @@ def _midnight_utc() -> str:
 
 def budget_spent(store: Store, spent_event: str, reserved_event: str) -> int:
     """Tokens spent since UTC midnight, counting reservations not yet settled in full."""
-    row = store.conn.execute(
-        """SELECT
-            (SELECT coalesce(sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)), 0)
-             FROM event_log WHERE event_type = :spent AND created_at >= :midnight)
-          + (SELECT coalesce(sum(json_extract(r.data, '$.estimate')), 0)
-             FROM event_log r
-             WHERE r.event_type = :reserved AND r.created_at >= :midnight
-             AND NOT EXISTS (
-                 SELECT 1 FROM event_log s
-                 WHERE s.event_type = :spent AND s.created_at >= :midnight
-                 AND json_extract(s.data, '$.reservation') = r.id))""",
-        {"spent": spent_event, "reserved": reserved_event, "midnight": _midnight_utc()},
-    ).fetchone()
-    return int(row[0] or 0)
+    return store.tokens_spent(spent_event, reserved_event, _midnight_utc())
 
 
 def reserve(store: Store, item: QueueItem, ask: Reservation) -> Grant | None:
