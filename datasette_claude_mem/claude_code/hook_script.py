@@ -11,8 +11,12 @@ and email), socket ~10 ms (enum conversions), json and the idna codec ~9 ms each
 request is plain HTTP/1.1 written by hand, so is the spool line, and http.client is
 imported only for an https:// URL.
 
-Settings: CLAUDE_MEM_URL (default http://127.0.0.1:8765), CLAUDE_MEM_TOKEN, CLAUDE_MEM_DIR,
-CLAUDE_MEM_TIMEOUT (seconds, default 5).
+A SessionStart that finds no server is handed to session_start.py beside this file, which
+starts the server and answers the context (from the file itself if the server is slow).
+
+Settings: the server's URL as the first argument, or CLAUDE_MEM_URL (default
+http://127.0.0.1:8765); CLAUDE_MEM_TOKEN, CLAUDE_MEM_DIR, CLAUDE_MEM_TIMEOUT (seconds,
+default 5).
 """
 
 import os
@@ -26,6 +30,37 @@ except ImportError:  # pragma: no cover - an interpreter without it
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 PATH = "/-/claude-mem/hooks"
+# The memory's directory when CLAUDE_MEM_DIR is not set (names.DEFAULT_DIR_NAME).
+DEFAULT_DIR_NAME = ".datasette-claude-mem"
+SESSION_START_SCRIPT = "session_start.py"
+
+
+def server_url() -> str:
+    return (
+        (sys.argv[1] if len(sys.argv) > 1 else "")
+        or os.environ.get("CLAUDE_MEM_URL")
+        or DEFAULT_URL
+    )
+
+
+def base_dir() -> str:
+    return os.environ.get("CLAUDE_MEM_DIR") or os.path.join(
+        os.path.expanduser("~"), DEFAULT_DIR_NAME
+    )
+
+
+def event_name(body: bytes) -> bytes | None:
+    """The event's hook_event_name, found without json (see spool_line)."""
+    key = b'"hook_event_name"'
+    at = body.find(key)
+    if at < 0:
+        return None
+    rest = body[at + len(key) :].lstrip()
+    if not rest.startswith(b":"):
+        return None
+    rest = rest[1:].lstrip()
+    end = rest.find(b'"', 1)
+    return rest[1:end] if rest.startswith(b'"') and end > 0 else None
 
 
 class ServerError(Exception):
@@ -66,7 +101,7 @@ def spool(body: bytes) -> None:
     line = spool_line(body)
     if line is None:
         return
-    base = os.environ.get("CLAUDE_MEM_DIR") or os.path.join(os.path.expanduser("~"), ".claude-mem")
+    base = base_dir()
     os.makedirs(base, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(base, "spool.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -174,7 +209,7 @@ def _exchange_tls(host: str, body: bytes, timeout: float) -> tuple[int, bytes]:
 
 def post(body: bytes) -> bytes | None:
     """The server's answer; OSError when it cannot be reached or is busy (so: spool)."""
-    url = os.environ.get("CLAUDE_MEM_URL") or DEFAULT_URL
+    url = server_url()
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0]
     timeout = float(os.environ.get("CLAUDE_MEM_TIMEOUT", "5"))
@@ -189,6 +224,21 @@ def post(body: bytes) -> bytes | None:
     return None
 
 
+def hand_over_session_start(body: bytes) -> None:
+    """Replace this process with session_start.py, the event on its stdin; returns only if
+    that cannot be done. Without -S: it may need the package, to read the memory file."""
+    if len(body) > 60_000:  # more than a pipe holds unread
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), SESSION_START_SCRIPT)
+    read_end, write_end = os.pipe()
+    os.write(write_end, body)
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, script, *sys.argv[1:2]])
+
+
 def main() -> int:
     body = sys.stdin.buffer.read()
     if not body.strip():
@@ -196,6 +246,11 @@ def main() -> int:
     try:
         answer = post(body)
     except OSError:
+        if event_name(body) == b"SessionStart":
+            try:
+                hand_over_session_start(body)
+            except OSError as error:
+                sys.stderr.write(f"claude-mem: could not start the server: {error}\n")
         try:
             spool(body)
         except OSError as error:
