@@ -179,9 +179,29 @@ async def startup(datasette: Datasette) -> None:
 
         options = hook_options(datasette)
         await write(datasette, lambda store: ingest_spool(store, spooled, **options))
+        datasette.add_background_task(
+            lambda ds: take_in_spool(ds, spooled), name="claude-mem-spool"
+        )
     settings = worker_settings(datasette)
     if settings is not None:
         datasette.add_background_task(lambda ds: run_worker(ds, settings), name="claude-mem-worker")
+
+
+async def take_in_spool(datasette: Datasette, path: Path, interval: float = 2.0) -> None:
+    """Events spooled while the server runs (a hook that found it starting, or too busy)
+    are taken in within seconds, not at the next start."""
+    from datasette_claude_mem.claude_code.spool import INGESTING_SUFFIX, ingest_spool
+
+    options = hook_options(datasette)
+    working = path.with_name(path.name + INGESTING_SUFFIX)
+    while True:
+        await asyncio.sleep(interval)
+        if not (path.exists() or working.exists()):
+            continue
+        try:
+            await write(datasette, lambda store: ingest_spool(store, path, **options))
+        except Exception as error:  # noqa: BLE001 - try again at the next turn
+            print(f"claude-mem spool: {type(error).__name__}: {error}", file=sys.stderr)
 
 
 def worker_settings(datasette: Datasette) -> dict[str, Any] | None:

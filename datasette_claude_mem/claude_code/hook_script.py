@@ -103,12 +103,29 @@ def spool(body: bytes) -> None:
         return
     base = base_dir()
     os.makedirs(base, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(base, "spool.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    path = os.path.join(base, "spool.jsonl")
     try:
-        # One write of a whole line with O_APPEND: concurrent hooks never interleave lines.
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+        import fcntl
+    except ImportError:  # pragma: no cover - no POSIX locks: the plain append
+        fcntl = None
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if fcntl is not None:
+                # The server renames the spool and then locks it before reading it: a line
+                # written under this shared lock to the file still at `path` is read.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    moved = os.fstat(fd).st_ino != os.stat(path).st_ino
+                except FileNotFoundError:
+                    moved = True
+                if moved:
+                    continue  # taken away meanwhile: write to the new spool
+            # One write of a whole line with O_APPEND: concurrent hooks never interleave lines.
+            os.write(fd, line)
+            return
+        finally:
+            os.close(fd)
 
 
 def _headers(host: str, length: int) -> dict[str, str]:
