@@ -40,7 +40,9 @@ def run_script(
     if isinstance(stdin, dict):
         stdin = json.dumps(stdin).encode("utf-8")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_MEM_")}
-    environment.update(CLAUDE_MEM_URL=url, CLAUDE_MEM_DIR=str(base_dir), **env)
+    # No server is started for a SessionStart that finds none (test_session_start does that).
+    environment.update(CLAUDE_MEM_URL=url, CLAUDE_MEM_DIR=str(base_dir), CLAUDE_MEM_AUTOSTART="0")
+    environment.update(env)
     if token:
         environment["CLAUDE_MEM_TOKEN"] = token
     return subprocess.run(
