@@ -1,6 +1,6 @@
 """Where the memory lives and the knobs that shape it.
 
-Every path hangs off one base directory, ``~/.claude-mem`` unless the environment variable
+Every path hangs off one base directory, ``~/.datasette-claude-mem`` unless the variable
 CLAUDE_MEM_DIR names another, so a test or a second memory is one variable away.
 """
 
@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasette_claude_mem.names import DB_FILENAME
+from datasette_claude_mem.names import DB_FILENAME, DEFAULT_DIR_NAME
 
 ENV_DIR = "CLAUDE_MEM_DIR"
 ENV_SYNCHRONOUS = "CLAUDE_MEM_SYNCHRONOUS"
@@ -18,7 +18,7 @@ ENV_SYNCHRONOUS = "CLAUDE_MEM_SYNCHRONOUS"
 
 def default_base_dir() -> Path:
     configured = os.environ.get(ENV_DIR)
-    return Path(configured).expanduser() if configured else Path.home() / ".claude-mem"
+    return Path(configured).expanduser() if configured else Path.home() / DEFAULT_DIR_NAME
 
 
 @dataclass

@@ -364,8 +364,10 @@ class Store:
 
     # Sessions
 
-    def create_session(self, data: SessionStart) -> Saved:
-        """Start a session; starting one that exists (a resumed session) returns it as it is."""
+    def create_session(self, data: SessionStart, *, started_at: str | None = None) -> Saved:
+        """Start a session; starting one that exists (a resumed session) returns it as it is.
+
+        ``started_at`` keeps the start of a session brought in from elsewhere."""
         session_id = data.id or new_id()
         with self.write() as conn:
             # Every hook event of a session passes here: most find it already started.
@@ -376,7 +378,13 @@ class Store:
             conn.execute(
                 "INSERT INTO sessions (id, project, project_dir, started_at, status, summary) "
                 "VALUES (?, ?, ?, ?, 'active', ?)",
-                [session_id, project, data.project_dir, utc_now(), self._redact_opt(data.summary)],
+                [
+                    session_id,
+                    project,
+                    data.project_dir,
+                    started_at or utc_now(),
+                    self._redact_opt(data.summary),
+                ],
             )
         return Saved(self.get_session(session_id), True)
 
@@ -1145,6 +1153,16 @@ class Store:
         except Exception as error:  # noqa: BLE001 - logging must never break the caller
             print(f"claude-mem: could not log event {event_type!r}: {error}", file=sys.stderr)
             return None
+
+    def has_event(self, event_id: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM event_log WHERE id = ?", [event_id]).fetchone()
+            is not None
+        )
+
+    def projects(self) -> list[str]:
+        """Every project key that has a session."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT project FROM sessions")]
 
     def first_prompt(self, session_id: str) -> str | None:
         """What the person first asked in a session: a fair one-line account of it."""
