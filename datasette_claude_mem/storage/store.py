@@ -248,7 +248,12 @@ class Store:
             conn = connect(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
             self.db = Database(conn, execute_plugins=False)
         if migrate_schema:
-            migrate(self.db)
+            try:
+                migrate(self.db)
+            except BaseException:
+                if self._owns_connection:  # a file refused is left as it was found
+                    self.db.conn.close()
+                raise
         if redact_text is None or redact_value is None:
             from datasette_claude_mem.redaction import redactor as redact
 
