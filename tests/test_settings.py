@@ -23,9 +23,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def test_defaults(clean_env: Path) -> None:
     cfg = Config()
-    assert cfg.base_dir == clean_env / ".claude-mem"
-    assert cfg.db_path == clean_env / ".claude-mem" / "claude-mem.db"
-    assert cfg.log_dir == clean_env / ".claude-mem" / "logs"
+    # Not ~/.claude-mem: claude-mem keeps its own claude-mem.db there.
+    assert cfg.base_dir == clean_env / ".datasette-claude-mem"
+    assert cfg.db_path == clean_env / ".datasette-claude-mem" / "claude-mem.db"
+    assert cfg.log_dir == clean_env / ".datasette-claude-mem" / "logs"
     assert cfg.synchronous == "NORMAL"
     assert sum(cfg.context_budget.values()) == 2000
     assert cfg.embedding_dim == 384
