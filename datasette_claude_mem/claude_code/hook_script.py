@@ -36,11 +36,9 @@ SESSION_START_SCRIPT = "session_start.py"
 
 
 def server_url() -> str:
-    return (
-        (sys.argv[1] if len(sys.argv) > 1 else "")
-        or os.environ.get("CLAUDE_MEM_URL")
-        or DEFAULT_URL
-    )
+    """The URL install wrote after the script's path, else CLAUDE_MEM_URL, else the default."""
+    given = sys.argv[1] if len(sys.argv) > 1 and "://" in sys.argv[1] else ""
+    return given or os.environ.get("CLAUDE_MEM_URL") or DEFAULT_URL
 
 
 def base_dir() -> str:

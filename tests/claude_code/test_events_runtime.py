@@ -340,3 +340,11 @@ async def test_a_session_resumed_before_it_ever_got_context_gets_all_of_it(
     await remember_something(ds, token, repo, "earlier-session")
     context = context_of(await post(ds, token, event("SessionStart", repo.main, source="resume")))
     assert "earlier-session" in context and "new since" not in context
+
+
+def test_an_interrupted_tool_use_is_summarised_as_interrupted() -> None:
+    from datasette_claude_mem.worker.compress import compress
+
+    done = compress("Bash", {"command": "pytest -x"}, "", failure="interrupt")
+    assert done.title == "Bash interrupted: pytest -x"
+    assert done.summary == "Interrupted: interrupted by the user"
