@@ -5,7 +5,7 @@ Datasette are imported only when the context must be read from the file) for Ses
 alone. It starts a server in the background, one per memory directory: an exclusive lock on
 `server.lock` there is taken before the start and held by the server for its whole life,
 so two sessions starting at once start one server. The server logs to `logs/server.log`.
-If the server answers within CLAUDE_MEM_START_WAIT seconds (default 8) the event goes to it
+If the server answers within CLAUDE_MEM_START_WAIT seconds (default 6) the event goes to it
 as usual; if not, the event is spooled and the context is read straight from the file.
 
 Settings as the hook script's, and CLAUDE_MEM_AUTOSTART=0 to never start a server.
@@ -38,9 +38,9 @@ POLL_SECONDS = 0.05
 
 def _wait_seconds() -> float:
     try:
-        return max(0.0, float(os.environ.get("CLAUDE_MEM_START_WAIT", "8")))
+        return max(0.0, float(os.environ.get("CLAUDE_MEM_START_WAIT", "6")))
     except ValueError:
-        return 8.0
+        return 6.0
 
 
 def server_address(url: str) -> tuple[str, int] | None:
