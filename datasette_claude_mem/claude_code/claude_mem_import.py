@@ -77,10 +77,17 @@ class ImportReport:
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write, whatever is asked of it."""
+    """A connection that cannot write, whatever is asked of it.
+
+    Without a WAL file beside the database, the file alone holds everything: it is opened
+    immutable, since a read-only connection to a WAL database would otherwise create the
+    -wal and -shm files beside it.
+    """
     if not path.is_file():
         raise NotClaudeMem(f"{path} does not exist")
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    wal = Path(f"{path}-wal")
+    flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, timeout=5)
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA query_only=ON")
     conn.row_factory = sqlite3.Row

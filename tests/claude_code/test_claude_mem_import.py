@@ -346,10 +346,17 @@ def test_importing_twice_adds_nothing(claude_mem_db: Path, target: Store) -> Non
     assert counts(target) == before
 
 
-def test_the_claude_mem_file_is_never_written(claude_mem_db: Path, target: Store) -> None:
-    before = digest(claude_mem_db)
-    importer.import_claude_mem(target, claude_mem_db)
-    assert digest(claude_mem_db) == before
+@pytest.mark.parametrize("wal", [False, True])
+def test_the_claude_mem_file_is_never_written(
+    tmp_path: Path, shop: Path, target: Store, wal: bool
+) -> None:
+    """Nor is anything made beside it: not even the -wal and -shm of a WAL database."""
+    path = make_claude_mem_db(tmp_path / "cm" / "claude-mem.db", shop, wal=wal)
+    before = digest(path)
+    assert importer.inspect(path) is not None
+    importer.import_claude_mem(target, path)
+    assert digest(path) == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["claude-mem.db"]
 
 
 def test_a_session_already_in_this_memory_keeps_its_rows_and_gains_a_summary(
