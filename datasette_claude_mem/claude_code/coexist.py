@@ -89,7 +89,7 @@ def move_legacy_memory(config: Config | None = None) -> Path | None:
     Only with no CLAUDE_MEM_DIR (a named directory is never second-guessed), only a memory of
     ours, only when the new place has none yet. Returns the old directory if it moved.
     """
-    config = config or Config()
+    config = config or Config.load()
     if os.environ.get(ENV_DIR):
         return None
     old_dir = legacy_dir()

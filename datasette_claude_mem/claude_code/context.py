@@ -36,6 +36,13 @@ class Context:
     def tokens(self) -> int:
         return tokens(self.markdown)
 
+    def with_tools_line(self, session_id: str | None = None) -> str:
+        """The Markdown as SessionStart gives it: closed by the line that tells the agent
+        how to ask the memory more (the MCP tools) and which session to name."""
+        if not self.markdown:
+            return ""
+        return f"{self.markdown}\n\n{tools_line(self.project, session_id)}"
+
     def as_json(self) -> dict:
         return {
             "project": self.project,
@@ -44,6 +51,16 @@ class Context:
             "bytes": len(self.markdown.encode("utf-8")),
             "sections": self.sections,
         }
+
+
+def tools_line(project: str, session_id: str | None = None) -> str:
+    """One line naming the MCP tools and the order that keeps answers small."""
+    scope = f'session_id="{session_id}"' if session_id else f'project="{_clip(project, 200)}"'
+    return (
+        "Ask the memory more with the claude-mem MCP tools: search → timeline → get "
+        "(each answer lists the ids the next one takes), about (a file or function), "
+        f"remember, forget, context; pass {scope}."
+    )
 
 
 def _clip(text: str, limit: int) -> str:

@@ -136,7 +136,7 @@ def context_from_file(payload: dict[str, Any], db_path: Path) -> dict[str, Any]:
             session = store.get_session(session_id)
             since = session.context_at.isoformat() if session and session.context_at else None
         context = build_context(
-            store, project_key(cwd), config=Config(), current_session=session_id, since=since
+            store, project_key(cwd), config=Config.load(), current_session=session_id, since=since
         )
     finally:
         conn.close()

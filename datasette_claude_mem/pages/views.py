@@ -640,7 +640,7 @@ async def session_page(request: Request, datasette: Datasette) -> Response:
 async def context_preview(request: Request, datasette: Datasette) -> Response:
     db = await memory_database(datasette, request)
     project = (request.args.get("project") or "").strip()
-    config = plugin.hook_options(datasette)["config"]
+    config = plugin.state(datasette).config
     budget = config.context_budget
 
     def read(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -15,19 +15,20 @@ import json
 import random
 import re
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 from pydantic import TypeAdapter
 from sqlite_utils import Database
 
 from datasette_claude_mem.claude_code.project import project_key
+from datasette_claude_mem.storage.entries import EntryStore
+from datasette_claude_mem.storage.errors import LeaseLost, NotFound, is_busy
 from datasette_claude_mem.storage.migrations import migrations
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,
@@ -56,24 +57,15 @@ from datasette_claude_mem.storage.models import (
 )
 from datasette_claude_mem.storage.queries import QUERY_SQL
 
+if TYPE_CHECKING:
+    from datasette_claude_mem.settings import Config
+
 T = TypeVar("T")
 
 # Rows written by other processes while we wait for the write lock: keep trying this long
 # before a write is reported as failed. SQLite's own busy handler sleeps up to busy_timeout
 # for each attempt.
 WRITE_RETRY_SECONDS = 120.0
-
-
-class StoreError(Exception):
-    """A request the store cannot carry out; the message is meant for the caller."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class LeaseLost(StoreError):
-    """The item is no longer held by this worker: its lease expired and it went back."""
 
 
 class Saved(NamedTuple):
@@ -101,11 +93,6 @@ def connect(
     return conn
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    message = str(error).lower()
-    return "locked" in message or "busy" in message
-
-
 def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
     """Take the write lock, trying again until the deadline if another writer holds it.
 
@@ -118,7 +105,7 @@ def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
             conn.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as error:
-            if not _is_busy(error) or time.monotonic() > deadline:
+            if not is_busy(error) or time.monotonic() > deadline:
                 raise
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.05)
@@ -222,7 +209,7 @@ def _changes(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT changes()").fetchone()[0]
 
 
-class Store:
+class Store(EntryStore):
     def __init__(
         self,
         target: str | Path | sqlite3.Connection | Database,
@@ -263,6 +250,17 @@ class Store:
         self.redact_value = redact_value
         self._depth = 0  # savepoints open inside a caller's transaction
         self._checkpoint_wanted = False
+
+    @classmethod
+    def open(cls, config: Config, path: str | Path | None = None, **kwargs: Any) -> Store:
+        """The store on a memory file (the configured one by default), its connection made
+        with the configured pragmas: every command opens the memory this way."""
+        return cls(
+            path or config.db_path,
+            synchronous=config.synchronous,
+            busy_timeout_ms=config.busy_timeout_ms,
+            **kwargs,
+        )
 
     def _redact_opt(self, text: str | None) -> str | None:
         return None if text is None else self.redact_text(text)
@@ -318,7 +316,7 @@ class Store:
                 conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() > deadline:
+                if not is_busy(error) or time.monotonic() > deadline:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
@@ -571,7 +569,10 @@ class Store:
     ) -> list[Observation]:
         """A project's latest observations, newest first (embeddings as in list_observations);
         only those made after ``since`` and outside ``other_than_session`` when given."""
-        sql = f"SELECT {_observation_columns(with_embeddings)} FROM observations WHERE project = ?"
+        sql = (
+            f"SELECT {_observation_columns(with_embeddings)} FROM observations "
+            "WHERE project = ? AND forgotten_at IS NULL"
+        )
         params: list[Any] = [project]
         if since is not None:
             sql += " AND created_at > ?"
@@ -1127,37 +1128,31 @@ class Store:
         tokens_out: int | None = None,
         event_id: str | None = None,
         created_at: str | None = None,
-    ) -> EventLogEntry | None:
-        """Best effort: a failure to log is reported on stderr, never raised to the caller."""
-        try:
-            row_id = event_id or new_id()
-            payload = to_json(self.redact_value(data or {}))
-            with self.write():
-                inserted = self._all(
-                    "INSERT INTO event_log (id, project, session_id, event_type, data, "
-                    "duration_ms, tokens_in, tokens_out, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING *",
-                    [
-                        row_id,
-                        project,
-                        session_id,
-                        event_type,
-                        payload,
-                        duration_ms,
-                        tokens_in,
-                        tokens_out,
-                        created_at or utc_now(),
-                    ],
-                )
-            row = (
-                inserted[0]
-                if inserted
-                else self._one("SELECT * FROM event_log WHERE id = ?", [row_id])
+    ) -> EventLogEntry:
+        """One event row; an event id already stored answers the stored row."""
+        row_id = event_id or new_id()
+        payload = to_json(self.redact_value(data or {}))
+        with self.write():
+            inserted = self._all(
+                "INSERT INTO event_log (id, project, session_id, event_type, data, "
+                "duration_ms, tokens_in, tokens_out, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING *",
+                [
+                    row_id,
+                    project,
+                    session_id,
+                    event_type,
+                    payload,
+                    duration_ms,
+                    tokens_in,
+                    tokens_out,
+                    created_at or utc_now(),
+                ],
             )
-            return EventLogEntry.model_validate(row)
-        except Exception as error:  # noqa: BLE001 - logging must never break the caller
-            print(f"claude-mem: could not log event {event_type!r}: {error}", file=sys.stderr)
-            return None
+        row = (
+            inserted[0] if inserted else self._one("SELECT * FROM event_log WHERE id = ?", [row_id])
+        )
+        return EventLogEntry.model_validate(row)
 
     def has_event(self, event_id: str) -> bool:
         return (
@@ -1215,6 +1210,7 @@ class Store:
                     bm25(observations_fts) AS rank, o.created_at
                 FROM observations_fts JOIN observations o ON o.rowid = observations_fts.rowid
                 WHERE observations_fts MATCH :q AND o.project = :project
+                    AND o.forgotten_at IS NULL
                 UNION ALL
                 SELECT 'learning', l.id, l.project, l.source_session_id, l.category,
                     snippet(learnings_fts, -1, '[', ']', '…', 12), bm25(learnings_fts),

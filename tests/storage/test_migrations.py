@@ -421,7 +421,7 @@ def test_m006_upgrades_a_file_made_before_it_and_keeps_its_rows(tmp_path: Path) 
         database.execute(
             "INSERT INTO sessions (id, project, project_dir) VALUES ('old', 'p', '/p')"
         )
-        assert migrate(database) == ["m006_add_claude_code_fields"]
+        assert migrate(database)[0] == "m006_add_claude_code_fields"  # later steps follow
         row = database.execute("SELECT id, compact_summary, context_at FROM sessions").fetchall()
         assert row == [("old", None, None)]
     finally:
