@@ -7,8 +7,10 @@ through the store too, on Datasette's read connections.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +173,9 @@ async def startup(datasette: Datasette) -> None:
                 store, spooled, config=config, excluded_projects=config.excluded_projects
             ),
         )
+        datasette.add_background_task(
+            lambda ds: take_in_spool(ds, spooled), name="claude-mem-spool"
+        )
     from datasette_claude_mem.worker import in_server
 
     in_server.start(
@@ -179,3 +184,25 @@ async def startup(datasette: Datasette) -> None:
         read=functools.partial(read, datasette),
         write=functools.partial(write, datasette),
     )
+
+
+async def take_in_spool(datasette: Datasette, path: Path, interval: float = 2.0) -> None:
+    """Events spooled while the server runs (a hook that found it starting, or too busy)
+    are taken in within seconds, not at the next start."""
+    from datasette_claude_mem.claude_code.spool import INGESTING_SUFFIX, ingest_spool
+
+    config = state(datasette).config
+    working = path.with_name(path.name + INGESTING_SUFFIX)
+    while True:
+        await asyncio.sleep(interval)
+        if not (path.exists() or working.exists()):
+            continue
+        try:
+            await write(
+                datasette,
+                lambda store: ingest_spool(
+                    store, path, config=config, excluded_projects=config.excluded_projects
+                ),
+            )
+        except Exception as error:  # noqa: BLE001 - try again at the next turn
+            print(f"claude-mem spool: {type(error).__name__}: {error}", file=sys.stderr)

@@ -4,7 +4,7 @@ Settings come from three places, in this order of precedence: the plugin's confi
 (``plugins.datasette-claude-mem`` in Datasette's configuration, for the server), the
 environment (``CLAUDE_MEM_*``, for the server and every command alike), and the defaults
 here. ``Config.load`` is the one place that reads them; everything else is handed the
-object it made. Every path hangs off one base directory, ``~/.claude-mem`` unless
+object it made. Every path hangs off one base directory, ``~/.datasette-claude-mem`` unless
 CLAUDE_MEM_DIR names another, so a test or a second memory is one variable away.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from datasette_claude_mem.names import DATABASE_NAME, DB_FILENAME
+from datasette_claude_mem.names import DATABASE_NAME, DB_FILENAME, DEFAULT_DIR_NAME
 
 ENV_DIR = "CLAUDE_MEM_DIR"
 ENV_SYNCHRONOUS = "CLAUDE_MEM_SYNCHRONOUS"
@@ -49,7 +49,8 @@ class WorkerSettings:
 
 @dataclass
 class Config:
-    base_dir: Path = field(default_factory=lambda: Path.home() / ".claude-mem")
+    # Not ~/.claude-mem: claude-mem keeps its own claude-mem.db there.
+    base_dir: Path = field(default_factory=lambda: Path.home() / DEFAULT_DIR_NAME)
     # The name of the memory among Datasette's databases.
     database: str = DATABASE_NAME
 

@@ -38,9 +38,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def test_defaults(clean_env: Path) -> None:
     cfg = Config.load()
-    assert cfg.base_dir == clean_env / ".claude-mem"
-    assert cfg.db_path == clean_env / ".claude-mem" / "claude-mem.db"
-    assert cfg.spool_path == clean_env / ".claude-mem" / "spool.jsonl"
+    # Not ~/.claude-mem: claude-mem keeps its own claude-mem.db there.
+    assert cfg.base_dir == clean_env / ".datasette-claude-mem"
+    assert cfg.db_path == clean_env / ".datasette-claude-mem" / "claude-mem.db"
+    assert cfg.spool_path == clean_env / ".datasette-claude-mem" / "spool.jsonl"
     assert cfg.synchronous == "NORMAL"
     assert cfg.database == "claude-mem"
     assert cfg.worker == WorkerSettings(enabled=True, interval=1.0, batch_size=5)
