@@ -168,7 +168,12 @@ def handle_hook(
         return HookResult({}, event, session_id, project, 0.0)
 
     output: dict[str, Any] = {}
-    data: dict[str, Any] = {k: v for k, v in payload.items() if k not in COMMON_FIELDS}
+    # Redacted value by value (never as encoded JSON), counting what was taken: the counts go
+    # on the event row, the secrets nowhere.
+    redactions: dict[str, int] = {}
+    data: dict[str, Any] = store.redact_value(
+        {k: v for k, v in payload.items() if k not in COMMON_FIELDS}, redactions
+    )
     context_since: str | None = None
     wants_context = event == "SessionStart" and with_context
     with store.write():
@@ -192,8 +197,11 @@ def handle_hook(
             bool(cwd) or (event in SESSION_EVENTS and store.get_session(session_id) is not None)
         )
         if event in TOOL_EVENTS and session_id:
+            # From the fields redacted above: redacted whole, then cut to the cap, so a key
+            # begun in the head and ended in the part dropped is still found.
             item = store.enqueue(
-                tool_use(payload, session_id, (config or Config()).raw_output_cap)
+                tool_use({**payload, **data}, session_id, (config or Config()).raw_output_cap),
+                redacted=True,
             ).row
             # The event row says what happened; the payload lives in the queue.
             data = {"tool_name": item.tool_name, "queue_item_id": item.id}
@@ -220,6 +228,8 @@ def handle_hook(
                 context_since = previous
         if event not in RECORDED_EVENTS:
             data = {"unknown_event": True, **data}
+        if redactions:
+            data["redactions"] = dict(sorted(redactions.items()))
         duration_ms = (time.perf_counter() - started) * 1000
         store.log_event(
             event,
@@ -228,6 +238,7 @@ def handle_hook(
             project=project,
             duration_ms=round(duration_ms),
             event_id=event_id,
+            redacted=True,
         )
     if wants_context and project:
         context = build_context(
