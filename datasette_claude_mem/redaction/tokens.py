@@ -218,13 +218,18 @@ _AWS_CSV_RE = re.compile(
 _BOUNDARY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
+def _diff_mark(s: str, i: int) -> bool:
+    """True if ``s[i]`` is the "-" that begins a removed line of a diff, not part of a word."""
+    return s[i] == "-" and (i == 0 or s[i - 1] == "\n")
+
+
 def _after_boundary(kind: str, back_chars: int = 0) -> Handler:
     """Replace the match (begun ``back_chars`` before it) unless a token character precedes."""
     text = marker(kind)
 
     def handle(m: re.Match[str]) -> Span | None:
         start = m.start() - back_chars
-        if start > 0 and m.string[start - 1] in _BOUNDARY:
+        if start > 0 and m.string[start - 1] in _BOUNDARY and not _diff_mark(m.string, start - 1):
             return None
         return start, m.end(), text
 
@@ -236,7 +241,9 @@ def _telegram_handler(m: re.Match[str]) -> Span | None:
     start = m.start()
     while start > 0 and s[start - 1].isdigit() and m.start() - start < 11:
         start -= 1
-    if not 8 <= m.start() - start <= 10 or (start > 0 and s[start - 1] in _BOUNDARY):
+    if not 8 <= m.start() - start <= 10:
+        return None
+    if start > 0 and s[start - 1] in _BOUNDARY and not _diff_mark(s, start - 1):
         return None
     return start, m.end(), marker("telegram_token")
 
