@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from datasette_claude_mem.claude_code import hook_script
 from datasette_claude_mem.claude_code.context import build_context
 from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.claude_code.raw_output import bound as bound_output
@@ -35,7 +36,8 @@ from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.worker.compress import files_from_tool_input
 
 RECORDED_EVENTS = set(CLAUDE_CODE_EVENTS)
-COMMON_FIELDS = {"session_id", "transcript_path", "cwd", "permission_mode", "hook_event_name"}
+# Kept as they came (the hook script, which redacts before it spools, keeps the same ones).
+COMMON_FIELDS = set(hook_script.COMMON_FIELDS)
 TOOL_EVENTS = ("PostToolUse", "PostToolUseFailure")
 SESSION_EVENTS = ("SessionStart", "Stop", "PostCompact")
 # A session's summary and compaction summary are read in pages and in the context: bounded.
