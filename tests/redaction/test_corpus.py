@@ -314,12 +314,24 @@ async def test_no_event_shape_stores_a_secret(
     finally:
         conn.close()
     # What was taken is counted on each event row, by kind, and the text around it kept.
+    per_row = [json.loads(data).get("redactions", {}) for _, data in rows]
     counted = {kind: json.loads(data).get("redactions", {}) for kind, data in rows}
     for event in ("UserPromptSubmit", "PostToolUse", "PostToolUseFailure", "Stop", "PostCompact"):
         assert counted[event].get("private_key", 0) >= 5, (event, counted[event])
     assert all(isinstance(n, int) and n > 0 for c in counted.values() for n in c.values())
     assert len(payloads) == 8
     assert all("DATABASE_URL=postgres://orders_app:" in raw for raw, _ in payloads)
+
+    # The dashboard sums the counts by kind.
+    totals: dict[str, int] = {}
+    for c in per_row:
+        for kind, n in c.items():
+            totals[kind] = totals.get(kind, 0) + n
+    dashboard = await _get(ds, PREFIX + "/", token)
+    for kind, n in totals.items():
+        events = sum(1 for c in per_row if kind in c)
+        assert f'<dt>{kind}</dt><dd>{n:,} <span class="cm-muted">in {events} event' in dashboard
+    assert f"{sum(totals.values()):,} in all." in dashboard
 
     # What a person reads: the pages, the context, the table views and searches.
     [(project,)] = (
