@@ -40,7 +40,13 @@ from datasette_claude_mem.redaction.keys import (
     is_secret_key,
     marker,
 )
-from datasette_claude_mem.redaction.scrub import BUILTIN_RULES, Scrubber, strip_private
+from datasette_claude_mem.redaction.scrub import (
+    BUILTIN_RULES,
+    PRIVATE_LITERAL,
+    PRIVATE_TAG,
+    Scrubber,
+    strip_private,
+)
 from datasette_claude_mem.redaction.tokens import Rule
 
 __all__ = [
@@ -68,6 +74,8 @@ def _compile_gate(rules: Sequence[Rule]) -> tuple[re2.Set, tuple[int, ...]]:
         for literal in rule.literals:
             gate.Add(re2.escape(literal))
             owners.append(index)
+    gate.Add(re2.escape(PRIVATE_LITERAL))
+    owners.append(PRIVATE_TAG)
     gate.Compile()
     return gate, tuple(owners)
 

@@ -73,17 +73,27 @@ def strip_private(text: str, counts: dict[str, int] | None = None) -> str:
     return "".join(out)
 
 
+# What the gate reports, beside rule indices, when a private block may begin in the text.
+PRIVATE_TAG = -1
+PRIVATE_LITERAL = "<private"
+
+
 def literal_present(folded: str) -> set[int]:
-    """Indices of the rules whose literals occur in ``folded``: the only ones that can match."""
-    return {
+    """Indices of the rules whose literals occur in ``folded``: the only ones that can match
+    (and PRIVATE_TAG if a private block may begin)."""
+    found = {
         index
         for index, rule in enumerate(BUILTIN_RULES)
         if any(literal in folded for literal in rule.literals)
     }
+    if PRIVATE_LITERAL in folded:
+        found.add(PRIVATE_TAG)
+    return found
 
 
 # The rules whose literals a marker itself contains ("key" in "[REDACTED:private_key]"...).
 MARKER_RULES = frozenset(literal_present(fold("\n".join(marker(kind) for kind in KINDS))))
+assert PRIVATE_TAG not in MARKER_RULES
 
 # Numbers under a secret-named key are kept when short: counts, ports and flags, not PINs.
 _MIN_SECRET_DIGITS = 6
@@ -149,7 +159,9 @@ class Scrubber:
         if not text:
             return text
         folded: str | None = fold(text)
-        if "<private" in folded:
+        # One gate scan says both which rules to run and whether a private tag is there.
+        wanted = self.present(folded) if self._gated else set(ALL_RULES) | {PRIVATE_TAG}
+        if PRIVATE_TAG in wanted:
             text = strip_private(text, counts)
             folded = None
         for pattern in self._extra:
@@ -165,12 +177,9 @@ class Scrubber:
             text = pattern.sub(repl, text)
             _add(counts, "custom", found[0])
             folded = None
-        if self._gated:
-            if folded is None:
-                folded = fold(text)
+        if folded is None and self._gated:
+            folded = fold(text)
             wanted = self.present(folded)
-        else:
-            wanted = set(ALL_RULES)
         for index, rule in enumerate(BUILTIN_RULES):
             if index not in wanted:
                 continue
