@@ -103,6 +103,19 @@ def whole(kind: str) -> Handler:
 # inside a longer word ("risk-", "flask-") is not read as the start of a key.
 _TC = r"A-Za-z0-9_\-"
 
+
+def _starts(prefix: str) -> str:
+    """Lookbehinds (placed after ``prefix``) for a token starting there: no token character
+    before it, bar the "-" that begins a removed line of a diff."""
+    p = re.escape(prefix)
+    return rf"(?<![A-Za-z0-9_]{p})(?<![^\n]-{p})"
+
+
+def _diff_mark(s: str, i: int) -> bool:
+    """True if ``s[i]`` is the "-" that begins a removed line of a diff, not part of a word."""
+    return s[i] == "-" and (i == 0 or s[i - 1] == "\n")
+
+
 _PRIVATE_KEY_RE = re.compile(
     r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
     r"(?:"
@@ -122,7 +135,7 @@ _PRIVATE_KEY_RE = re.compile(
 
 # "sk-..." is Anthropic when followed by "ant-", otherwise OpenAI (sk-proj-, sk-svcacct-, and
 # the older plain sk-). The scan starts at "k-" because "s" is too common a letter to start on.
-_SK_RE = re.compile(rf"k-(?<=sk-)(?<![{_TC}]sk-)(?P<body>[{_TC}]{{20,}})")
+_SK_RE = re.compile(rf"k-(?<=sk-){_starts('sk-')}(?P<body>[{_TC}]{{20,}})")
 
 
 def _sk_handler(m: re.Match[str]) -> Span | None:
@@ -144,7 +157,8 @@ _A_RE = re.compile(
 
 def _a_handler(m: re.Match[str]) -> Span | None:
     if m.group("google") is not None:
-        if m.start() > 0 and m.string[m.start() - 1] in "_-":
+        before = m.start() - 1
+        if before >= 0 and m.string[before] in "_-" and not _diff_mark(m.string, before):
             return None
         return m.start(), m.end(), marker("google_api_key")
     return m.start(), m.end(), marker("aws_access_key")
@@ -153,7 +167,7 @@ def _a_handler(m: re.Match[str]) -> Span | None:
 # GitHub (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_) and GitLab (glpat- and friends) share a
 # scan from "g".
 _GIT_RE = re.compile(
-    rf"g(?<![{_TC}]g)(?:"
+    rf"g{_starts('g')}(?:"
     r"(?P<github>h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{30,})"
     rf"|(?P<gitlab>l(?:pat|ptt|dt|rt|soat|cbt|ft|imt)-[{_TC}]{{20,}})"
     r")"
@@ -165,13 +179,13 @@ def _git_handler(m: re.Match[str]) -> Span:
     return m.start(), m.end(), marker(kind)
 
 
-_SLACK_TOKEN_RE = re.compile(rf"xox(?<![{_TC}]xox)[abposr]-[A-Za-z0-9\-]{{10,}}")
-_SLACK_APP_RE = re.compile(rf"xapp-(?<![{_TC}]xapp-)[0-9]-[A-Za-z0-9\-]{{10,}}")
+_SLACK_TOKEN_RE = re.compile(rf"xox{_starts('xox')}[abposr]-[A-Za-z0-9\-]{{10,}}")
+_SLACK_APP_RE = re.compile(rf"xapp-{_starts('xapp-')}[0-9]-[A-Za-z0-9\-]{{10,}}")
 # sk_/rk_/pk_ + live_/test_; found from "k_" and reaching back one letter.
 _STRIPE_RE = re.compile(r"k_(?<=[srp]k_)(?<![A-Za-z0-9_][srp]k_)(?:live|test)_[A-Za-z0-9]{10,}")
 _STRIPE_WEBHOOK_RE = re.compile(r"whsec_(?<![A-Za-z0-9_]whsec_)[A-Za-z0-9]{20,}")
 # header.payload.signature, each base64url; the header of any JWT starts with "eyJ" ('{"').
-_JWT_RE = re.compile(rf"yJ(?<=eyJ)(?<![{_TC}]eyJ)[{_TC}]{{10,}}\.[{_TC}]{{10,}}\.[{_TC}]*")
+_JWT_RE = re.compile(rf"yJ(?<=eyJ){_starts('eyJ')}[{_TC}]{{10,}}\.[{_TC}]{{10,}}\.[{_TC}]*")
 
 
 def back(n: int, kind: str) -> Handler:
@@ -216,11 +230,6 @@ _AWS_CSV_RE = re.compile(
 )
 
 _BOUNDARY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
-def _diff_mark(s: str, i: int) -> bool:
-    """True if ``s[i]`` is the "-" that begins a removed line of a diff, not part of a word."""
-    return s[i] == "-" and (i == 0 or s[i - 1] == "\n")
 
 
 def _after_boundary(kind: str, back_chars: int = 0) -> Handler:

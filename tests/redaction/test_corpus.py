@@ -11,6 +11,7 @@ results. Ordinary text that only looks like secrets must come back as it went in
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -21,7 +22,14 @@ from corpus import SEED, Secret, blob, make_corpus, ordinary
 from datasette.app import Datasette
 from helpers import api_call
 from payloads import load
-from test_secrets import _run_hook_script, _wait_for_the_worker, checkpoint, leaks, memory_files
+from test_secrets import (
+    ROUTES,
+    _run_hook_script,
+    _wait_for_the_worker,
+    checkpoint,
+    leaks,
+    memory_files,
+)
 
 from datasette_claude_mem.claude_code.events import handle_hook
 from datasette_claude_mem.names import PREFIX
@@ -116,6 +124,20 @@ def test_the_lines_of_a_patch_are_scanned_as_one_text() -> None:
     assert out == {"structuredPatch": [{"lines": lines}]}
     # Each line alone would not do: only the first names a key.
     assert any(n in json.dumps([redact(line) for line in patch["lines"]]) for n in pem.needles)
+
+
+def test_a_token_alone_on_a_line_of_a_diff_is_redacted_as_it_is_alone() -> None:
+    """A token file edited: "-ghp_..." on a removed line is a token after a diff mark."""
+    tried = 0
+    for secret in CORPUS:
+        for needle in secret.needles:
+            token = re.search(rf"[^\s=:\"',]*{re.escape(needle)}[^\s\"',;]*", secret.text)[0]
+            if needle in redact(token):
+                continue  # a bare value no rule can know without its key
+            tried += 1
+            for line in ("-" + token, "+" + token, " " + token):
+                assert needle not in redact(f"@@ -1 +1 @@\n{line}\n"), (secret.kind, line)
+    assert tried >= 20
 
 
 def test_a_key_begun_and_not_ended_is_redacted_to_the_end() -> None:
@@ -350,6 +372,19 @@ async def test_no_event_shape_stores_a_secret(
     ):
         found += _text_leaks(await _get(ds, path, token), path)
     assert found == [], RUN
+    checkpoint(memory_path)
+    assert leaks(memory_files(memory_path, memory_path.parent / "logs"), CORPUS) == [], RUN
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("route", ROUTES)
+async def test_no_route_stores_a_secret_of_the_corpus(
+    route, ds: Datasette, token: str, memory_path: Path, tmp_path: Path
+) -> None:
+    """Every JSON route that stores text: observations, queue, learnings, events, sessions'
+    summaries, the function map and the hooks."""
+    await route(ds, token, _repo(tmp_path), blob(CORPUS))
+    assert leaks(memory_files(memory_path, memory_path.parent / "logs"), CORPUS) == [], RUN
     checkpoint(memory_path)
     assert leaks(memory_files(memory_path, memory_path.parent / "logs"), CORPUS) == [], RUN
 
