@@ -15,7 +15,7 @@ from datasette_claude_mem.redaction.keys import (
     key_kind,
     marker,
 )
-from datasette_claude_mem.redaction.tokens import Rule, Span
+from datasette_claude_mem.redaction.tokens import LazyPattern, Rule, Span
 
 # Language constants, type names and schema words, not credentials.
 _NON_SECRET_WORDS = frozenset(
@@ -56,7 +56,7 @@ _COLOR = re.compile(r"#(?:[0-9A-Fa-f]{3,4}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})")
 
 # scheme://user:password@host, found from "://"; the scheme stays where it is. The password
 # runs to the last "@" before the path. Slack webhooks are URLs whose path is the secret.
-_URL_RE = re.compile(
+_URL_RE = LazyPattern(
     r"://(?:"
     r"(?P<slack>hooks\.slack\.com/(?:services|workflows|triggers)/)(?P<hook>[A-Za-z0-9_/\-]+)"
     r"|(?P<user>[^\s:/@\"'<>\\]*):(?P<pw>[^\s/?#\"'<>\\]+)@(?=[A-Za-z0-9\[])"
@@ -73,7 +73,7 @@ def _url_handler(m: re.Match[str]) -> Span | None:
 
 
 # curl -u user:password / --user user:password
-_CLI_USER_RE = re.compile(
+_CLI_USER_RE = LazyPattern(
     r"-(?<![\w\-]-)(?:u|-user)(?:[ \t]+|=)[\"']?(?P<user>[^\s:\"'@]+):(?P<pw>[^\s\"']+)"
 )
 
@@ -87,7 +87,7 @@ def _cli_user_handler(m: re.Match[str]) -> Span | None:
 
 # "Authorization: <scheme> <credential>" in headers, JSON and curl -H arguments. This and the
 # rules below are only tried where their finders hit, so they may start with a lookbehind.
-_AUTH_RE = re.compile(
+_AUTH_RE = LazyPattern(
     r"(?<![A-Za-z0-9_])(?i:authorization)"
     r"(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"'])?"
     r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9_\-]*)[ \t]+)?(?P<cred>[^\s\"'\\,;]+)"
@@ -119,7 +119,7 @@ def _auth_handler(m: re.Match[str]) -> Span | None:
 
 # A bearer token outside an Authorization header, e.g. "Bearer abc123..." in a config value.
 # A digit is required so that prose ("bearer authentication") survives.
-_BEARER_RE = re.compile(
+_BEARER_RE = LazyPattern(
     r"(?<![A-Za-z0-9_\-])(?i:bearer)[ \t]+"
     r"(?P<tok>(?=[A-Za-z0-9\-._~+/]*[0-9])[A-Za-z0-9\-._~+/]{8,}=*)"
 )
@@ -132,7 +132,7 @@ def _bearer_handler(m: re.Match[str]) -> Span:
 # key <sep> value. Found from the secret-ish word at the *end* of the key, which must be
 # followed directly by the separator; the full key is then read backwards and judged by
 # _key_kind, and the value by _assign_handler and _bare_value_span.
-_ASSIGN_RE = re.compile(
+_ASSIGN_RE = LazyPattern(
     r"(?P<kw>(?i:pass(?:word|wd|phrase)?|pwd?|secret|token|key|auth))"
     r"(?:"
     # Python annotated assignment: `password: str = "..."`, `token: str | None = None`
@@ -161,11 +161,11 @@ _ASSIGN_RE = re.compile(
 # starts on an uncommon letter, since the scan slows with every place its first letter occurs.
 _SEP_AHEAD = r"(?=(?:\\?[\"'])?[ \t]*[:=]|[ \t]+[^\s])"
 _ASSIGN_FINDERS = (
-    (re.compile(r"p(?:ass(?:word|wd|phrase)?|wd?)" + _SEP_AHEAD), 0),
-    (re.compile(r"auth" + _SEP_AHEAD), 0),
-    (re.compile(r"cret(?<=secret)" + _SEP_AHEAD), 2),
-    (re.compile(r"ken(?<=token)" + _SEP_AHEAD), 2),
-    (re.compile(r"key" + _SEP_AHEAD), 0),
+    (LazyPattern(r"p(?:ass(?:word|wd|phrase)?|wd?)" + _SEP_AHEAD), 0),
+    (LazyPattern(r"auth" + _SEP_AHEAD), 0),
+    (LazyPattern(r"cret(?<=secret)" + _SEP_AHEAD), 2),
+    (LazyPattern(r"ken(?<=token)" + _SEP_AHEAD), 2),
+    (LazyPattern(r"key" + _SEP_AHEAD), 0),
 )
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
 _FLAG_PRECEDERS = frozenset(" \t\r\n\"'=([,")
@@ -270,7 +270,7 @@ def _bare_value_span(m: re.Match[str], kind: str, *, key_start: int) -> Span | N
 
 
 # mysql -pPASSWORD (the password glued to -p), on a mysql, mysqldump or mariadb command line.
-_MYSQL_RE = re.compile(
+_MYSQL_RE = LazyPattern(
     r"(?:mysql|mariadb)[A-Za-z_\-]*[ \t][^\r\n]{0,300}?"
     r"(?<![^ \t])-p[\"']?(?P<pw>[^\s\"'-][^\s\"']*)"
 )
@@ -283,7 +283,9 @@ def _password_handler(m: re.Match[str]) -> Span | None:
 
 
 # ~/.netrc (on one line or several): machine HOST login USER password SECRET.
-_NETRC_RE = re.compile(r"machine\s+\S+(?:\s+(?:login|account)\s+\S+){0,2}\s+password\s+(?P<pw>\S+)")
+_NETRC_RE = LazyPattern(
+    r"machine\s+\S+(?:\s+(?:login|account)\s+\S+){0,2}\s+password\s+(?P<pw>\S+)"
+)
 
 
 #: The rules for contexts, in the order they run (after the shapes).
@@ -302,9 +304,9 @@ CONTEXT_RULES: tuple[Rule, ...] = (
         ("authorization",),
         _AUTH_RE,
         _auth_handler,
-        ((re.compile("zation(?<=authorization)"), 7),),
+        ((LazyPattern("zation(?<=authorization)"), 7),),
     ),
-    Rule("bearer", ("bearer",), _BEARER_RE, _bearer_handler, ((re.compile("bearer"), 0),)),
+    Rule("bearer", ("bearer",), _BEARER_RE, _bearer_handler, ((LazyPattern("bearer"), 0),)),
     Rule(
         "assignment",
         ("pass", "pw", "secret", "token", "key", "auth"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from datasette_claude_mem.redaction.contexts import CONTEXT_RULES
 from datasette_claude_mem.redaction.keys import (
@@ -28,6 +27,11 @@ from datasette_claude_mem.redaction.keys import (
     marker,
 )
 from datasette_claude_mem.redaction.tokens import TOKEN_RULES, Rule
+
+# typing stays unimported at run time (the annotations are strings): the hook script loads this.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Every built-in rule, in the order they run.
 BUILTIN_RULES: tuple[Rule, ...] = TOKEN_RULES + CONTEXT_RULES

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from datasette_claude_mem.redaction.keys import HAS_DIGIT, marker
 
@@ -19,7 +18,6 @@ Span = tuple[int, int, str]
 Handler = Callable[[re.Match[str]], Span | None]
 
 
-@dataclass(frozen=True, slots=True)
 class Rule:
     """One secret shape.
 
@@ -37,19 +35,33 @@ class Rule:
     that later hits inside it are skipped.
     """
 
-    name: str
-    literals: tuple[str, ...]
-    pattern: re.Pattern[str]
-    handler: Handler
-    finders: tuple[tuple[re.Pattern[str], int], ...] = ()
-    precheck: Callable[[str, int], bool] | None = None
+    # A plain class, not a dataclass: dataclasses imports inspect, which the hook script
+    # would pay for on every event it spools.
+    __slots__ = ("finders", "handler", "literals", "name", "pattern", "precheck")
+
+    def __init__(
+        self,
+        name: str,
+        literals: tuple[str, ...],
+        pattern: LazyPattern,
+        handler: Handler,
+        finders: tuple[tuple[LazyPattern, int], ...] = (),
+        precheck: Callable[[str, int], bool] | None = None,
+    ) -> None:
+        self.name = name
+        self.literals = literals
+        self.pattern = pattern
+        self.handler = handler
+        self.finders = finders
+        self.precheck = precheck
 
     def apply(self, text: str, folded: str | None, counts: dict[str, int] | None = None) -> str:
         """``text`` with this rule's secrets replaced; each marker put in is added to ``counts``."""
         pieces: list[str] = []
         last = 0
+        pattern = self.pattern.compiled
         if not self.finders:
-            for m in self.pattern.finditer(text):
+            for m in pattern.finditer(text):
                 span = self.handler(m)
                 if span is not None and span[0] >= last:
                     pieces.append(text[last : span[0]])
@@ -59,12 +71,14 @@ class Rule:
                         _count(span[2], counts)
         else:
             assert folded is not None
-            hits = sorted(h.start() - back for f, back in self.finders for h in f.finditer(folded))
+            hits = sorted(
+                h.start() - back for f, back in self.finders for h in f.compiled.finditer(folded)
+            )
             precheck = self.precheck
             for pos in hits:
                 if pos < last or (precheck is not None and not precheck(text, pos)):
                     continue
-                m = self.pattern.match(text, pos)
+                m = pattern.match(text, pos)
                 if m is None:
                     continue
                 span = self.handler(m)
@@ -78,6 +92,24 @@ class Rule:
             return text
         pieces.append(text[last:])
         return "".join(pieces)
+
+
+class LazyPattern:
+    """A rule's regex, compiled when first used. The server compiles each once either way;
+    the hook script starts afresh for every event it spools, and compiles only the rules its
+    gate lets through (compiling them all costs more than the rest of its run)."""
+
+    __slots__ = ("_compiled", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.source)
+        return self._compiled
 
 
 _MARKER_KIND = re.compile(r"\[REDACTED:([a-z0-9_]+)\]")
@@ -116,7 +148,7 @@ def _diff_mark(s: str, i: int) -> bool:
     return s[i] == "-" and (i == 0 or s[i - 1] == "\n")
 
 
-_PRIVATE_KEY_RE = re.compile(
+_PRIVATE_KEY_RE = LazyPattern(
     r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
     r"(?:"
     # The body never contains "-----", so the scan from one BEGIN stops at the next run of
@@ -135,7 +167,7 @@ _PRIVATE_KEY_RE = re.compile(
 
 # "sk-..." is Anthropic when followed by "ant-", otherwise OpenAI (sk-proj-, sk-svcacct-, and
 # the older plain sk-). The scan starts at "k-" because "s" is too common a letter to start on.
-_SK_RE = re.compile(rf"k-(?<=sk-){_starts('sk-')}(?P<body>[{_TC}]{{20,}})")
+_SK_RE = LazyPattern(rf"k-(?<=sk-){_starts('sk-')}(?P<body>[{_TC}]{{20,}})")
 
 
 def _sk_handler(m: re.Match[str]) -> Span | None:
@@ -149,7 +181,7 @@ def _sk_handler(m: re.Match[str]) -> Span | None:
     return m.start() - 1, m.end(), marker("openai_key")
 
 
-_A_RE = re.compile(
+_A_RE = LazyPattern(
     r"A(?<![A-Za-z0-9]A)"
     rf"(?:(?P<aws>(?:KIA|SIA)[A-Z0-9]{{16}})(?![A-Za-z0-9])|(?P<google>Iza[{_TC}]{{35}})(?![{_TC}]))"
 )
@@ -166,7 +198,7 @@ def _a_handler(m: re.Match[str]) -> Span | None:
 
 # GitHub (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_) and GitLab (glpat- and friends) share a
 # scan from "g".
-_GIT_RE = re.compile(
+_GIT_RE = LazyPattern(
     rf"g{_starts('g')}(?:"
     r"(?P<github>h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{30,})"
     rf"|(?P<gitlab>l(?:pat|ptt|dt|rt|soat|cbt|ft|imt)-[{_TC}]{{20,}})"
@@ -179,13 +211,13 @@ def _git_handler(m: re.Match[str]) -> Span:
     return m.start(), m.end(), marker(kind)
 
 
-_SLACK_TOKEN_RE = re.compile(rf"xox{_starts('xox')}[abposr]-[A-Za-z0-9\-]{{10,}}")
-_SLACK_APP_RE = re.compile(rf"xapp-{_starts('xapp-')}[0-9]-[A-Za-z0-9\-]{{10,}}")
+_SLACK_TOKEN_RE = LazyPattern(rf"xox{_starts('xox')}[abposr]-[A-Za-z0-9\-]{{10,}}")
+_SLACK_APP_RE = LazyPattern(rf"xapp-{_starts('xapp-')}[0-9]-[A-Za-z0-9\-]{{10,}}")
 # sk_/rk_/pk_ + live_/test_; found from "k_" and reaching back one letter.
-_STRIPE_RE = re.compile(r"k_(?<=[srp]k_)(?<![A-Za-z0-9_][srp]k_)(?:live|test)_[A-Za-z0-9]{10,}")
-_STRIPE_WEBHOOK_RE = re.compile(r"whsec_(?<![A-Za-z0-9_]whsec_)[A-Za-z0-9]{20,}")
+_STRIPE_RE = LazyPattern(r"k_(?<=[srp]k_)(?<![A-Za-z0-9_][srp]k_)(?:live|test)_[A-Za-z0-9]{10,}")
+_STRIPE_WEBHOOK_RE = LazyPattern(r"whsec_(?<![A-Za-z0-9_]whsec_)[A-Za-z0-9]{20,}")
 # header.payload.signature, each base64url; the header of any JWT starts with "eyJ" ('{"').
-_JWT_RE = re.compile(rf"yJ(?<=eyJ){_starts('eyJ')}[{_TC}]{{10,}}\.[{_TC}]{{10,}}\.[{_TC}]*")
+_JWT_RE = LazyPattern(rf"yJ(?<=eyJ){_starts('eyJ')}[{_TC}]{{10,}}\.[{_TC}]{{10,}}\.[{_TC}]*")
 
 
 def back(n: int, kind: str) -> Handler:
@@ -202,30 +234,30 @@ def back(n: int, kind: str) -> Handler:
 # it in the handler (``_after_boundary``), so "xhf_..." or "my-key-..." is not taken.
 
 # SendGrid: SG.<22>.<43>
-_SENDGRID_RE = re.compile(rf"SG\.[{_TC}]{{22}}\.[{_TC}]{{43}}(?![{_TC}])")
+_SENDGRID_RE = LazyPattern(rf"SG\.[{_TC}]{{22}}\.[{_TC}]{{43}}(?![{_TC}])")
 # DigitalOcean personal, OAuth and refresh tokens: do[opr]_v1_ + 64 hex.
-_DIGITALOCEAN_RE = re.compile(r"_v1_(?<=do[opr]_v1_)[a-f0-9]{64}(?![A-Za-z0-9])")
+_DIGITALOCEAN_RE = LazyPattern(r"_v1_(?<=do[opr]_v1_)[a-f0-9]{64}(?![A-Za-z0-9])")
 # Telegram bot token: <bot id>:<35 characters>, the secret part starting "AA".
-_TELEGRAM_RE = re.compile(rf":AA(?<=[0-9]:AA)[{_TC}]{{33}}(?![{_TC}])")
-_AGE_RE = re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]{58}")
-_MAILGUN_RE = re.compile(r"key-(?=[0-9a-f]*[0-9])[0-9a-f]{32}(?![A-Za-z0-9])")
-_NPM_RE = re.compile(r"npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])")
+_TELEGRAM_RE = LazyPattern(rf":AA(?<=[0-9]:AA)[{_TC}]{{33}}(?![{_TC}])")
+_AGE_RE = LazyPattern(r"AGE-SECRET-KEY-1[0-9A-Z]{58}")
+_MAILGUN_RE = LazyPattern(r"key-(?=[0-9a-f]*[0-9])[0-9a-f]{32}(?![A-Za-z0-9])")
+_NPM_RE = LazyPattern(r"npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])")
 # PyPI upload tokens are macaroons whose base64 always starts with the same bytes.
-_PYPI_RE = re.compile(rf"pypi-AgE[A-Za-z0-9]{{10,}}[{_TC}]{{20,}}")
+_PYPI_RE = LazyPattern(rf"pypi-AgE[A-Za-z0-9]{{10,}}[{_TC}]{{20,}}")
 # Hugging Face: hf_ + 30-40 letters (often no digit at all, so no rule for words sees it).
-_HF_RE = re.compile(r"hf_[A-Za-z0-9]{30,40}(?![A-Za-z0-9_])")
+_HF_RE = LazyPattern(r"hf_[A-Za-z0-9]{30,40}(?![A-Za-z0-9_])")
 # HashiCorp Vault service, batch and recovery tokens.
-_VAULT_RE = re.compile(rf"hv[sbr]\.[{_TC}]{{24,}}")
-_SHOPIFY_RE = re.compile(r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}(?![A-Za-z0-9])")
-_ATLASSIAN_RE = re.compile(rf"ATATT3[{_TC}=]{{50,}}")
-_LINEAR_RE = re.compile(r"lin_(?:api|oauth)_[A-Za-z0-9]{32,}")
+_VAULT_RE = LazyPattern(rf"hv[sbr]\.[{_TC}]{{24,}}")
+_SHOPIFY_RE = LazyPattern(r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}(?![A-Za-z0-9])")
+_ATLASSIAN_RE = LazyPattern(rf"ATATT3[{_TC}=]{{50,}}")
+_LINEAR_RE = LazyPattern(r"lin_(?:api|oauth)_[A-Za-z0-9]{32,}")
 # Azure storage and service bus connection strings: the key after AccountKey= / SharedAccessKey=.
-_AZURE_KEY_RE = re.compile(r"(?:Account|SharedAccess)Key=(?P<v>[A-Za-z0-9+/]{20,}={0,2})")
+_AZURE_KEY_RE = LazyPattern(r"(?:Account|SharedAccess)Key=(?P<v>[A-Za-z0-9+/]{20,}={0,2})")
 # Azure SAS: the signature parameter of a signed URL or SAS token.
-_AZURE_SAS_RE = re.compile(r"sig=(?<=[?&;]sig=)(?P<v>(?:[A-Za-z0-9+/=_\-]|%[0-9A-Fa-f]{2}){20,})")
-_DISCORD_RE = re.compile(r"discord(?:app)?\.com/api/webhooks/[0-9]{5,}/(?P<v>[A-Za-z0-9_\-]{20,})")
+_AZURE_SAS_RE = LazyPattern(r"sig=(?<=[?&;]sig=)(?P<v>(?:[A-Za-z0-9+/=_\-]|%[0-9A-Fa-f]{2}){20,})")
+_DISCORD_RE = LazyPattern(r"discord(?:app)?\.com/api/webhooks/[0-9]{5,}/(?P<v>[A-Za-z0-9_\-]{20,})")
 # An AWS credentials CSV (as the console exports it): the secret follows the key id.
-_AWS_CSV_RE = re.compile(
+_AWS_CSV_RE = LazyPattern(
     r"A(?<![A-Za-z0-9]A)(?:KIA|SIA)[A-Z0-9]{16},(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])"
 )
 
