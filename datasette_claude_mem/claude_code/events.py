@@ -154,8 +154,12 @@ def handle_hook(
     excluded_projects: Iterable[str] = (),
     event_id: str | None = None,
     with_context: bool = True,
+    redacted_before: dict[str, int] | None = None,
 ) -> HookResult:
-    """Store what one hook event says, and answer as Claude Code expects."""
+    """Store what one hook event says, and answer as Claude Code expects.
+
+    ``redacted_before``: what the command hook took from a spooled event before spooling it,
+    counted with what is taken here."""
     started = time.perf_counter()
     payload = storable(payload)
     event = str(payload.get("hook_event_name") or "unknown")
@@ -172,7 +176,7 @@ def handle_hook(
     output: dict[str, Any] = {}
     # Redacted value by value (never as encoded JSON), counting what was taken: the counts go
     # on the event row, the secrets nowhere.
-    redactions: dict[str, int] = {}
+    redactions: dict[str, int] = dict(redacted_before or {})
     data: dict[str, Any] = store.redact_value(
         {k: v for k, v in payload.items() if k not in COMMON_FIELDS}, redactions
     )

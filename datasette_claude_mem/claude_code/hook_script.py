@@ -111,10 +111,11 @@ def _scrubber():
     return Scrubber()
 
 
-def redact_event(event: dict) -> dict:
-    """The event with every field but the common ones redacted, as the server does."""
+def redact_event(event: dict, counts: dict | None = None) -> dict:
+    """The event with every field but the common ones redacted, as the server does; what was
+    taken is added to ``counts`` by kind."""
     scrubber = _scrubber()
-    return {k: v if k in COMMON_FIELDS else scrubber.value(v) for k, v in event.items()}
+    return {k: v if k in COMMON_FIELDS else scrubber.value(v, counts) for k, v in event.items()}
 
 
 def spool_line(body: bytes) -> bytes | None:
@@ -127,7 +128,10 @@ def spool_line(body: bytes) -> bytes | None:
         return None  # not an event; nothing worth keeping
     if not isinstance(event, dict):
         return None
-    entry = {"id": spool_id(), "spooled_at": time.time(), "payload": redact_event(event)}
+    counts: dict[str, int] = {}
+    entry = {"id": spool_id(), "spooled_at": time.time(), "payload": redact_event(event, counts)}
+    if counts:
+        entry["redactions"] = counts  # the server's count would find only markers
     return json.dumps(entry).encode("ascii") + b"\n"
 
 

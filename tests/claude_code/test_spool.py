@@ -240,3 +240,23 @@ def test_a_spool_in_clear_from_an_older_hook_is_redacted_when_taken_in(
     assert stored["redactions"] == {"password": 1}
     store.checkpoint()
     assert secret.encode() not in config.db_path.read_bytes()
+
+
+def test_the_hooks_counts_are_kept_and_nonsense_counts_dropped(
+    config: Config, store: Store, project: Path
+) -> None:
+    """A spooled line says what the hook took; only kind -> positive count is believed."""
+    payloads = [
+        load("Stop.json", session_id=f"n{i}", cwd=str(project), last_assistant_message="done")
+        for i in range(2)
+    ]
+    lines = [
+        json.dumps({"id": hook_script.spool_id(), "spooled_at": 0.0, "payload": payloads[0],
+                    "redactions": {"password": 2, "jwt": "x", "secret": -1, "age_key": True}}),
+        json.dumps({"id": hook_script.spool_id(), "spooled_at": 0.0, "payload": payloads[1],
+                    "redactions": ["password"]}),
+    ]  # fmt: skip
+    config.spool_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert ingest_spool(store, config.spool_path) == 2
+    rows = store.conn.execute("SELECT data FROM event_log ORDER BY session_id").fetchall()
+    assert [json.loads(r[0]).get("redactions") for r in rows] == [{"password": 2}, None]

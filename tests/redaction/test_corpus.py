@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from corpus import SEED, Secret, blob, make_corpus, ordinary
 from datasette.app import Datasette
-from helpers import api_call
+from helpers import api_call, db_rows
 from payloads import load
 from test_secrets import (
     ROUTES,
@@ -428,6 +428,18 @@ def test_a_real_server_its_worker_and_the_spool_keep_no_secret(
         "GET", "/claude-mem/event_log.json?_shape=array&session_id=spooled&_size=max"
     ).json()
     assert len(rows) == len(spooled)
+    # Counted alike whether the server or the command hook took them.
+    by_session: dict[str, list] = {"over-http": [], "spooled": []}
+    for row in db_rows(
+        mem_server.db_path,
+        "SELECT session_id, event_type, data FROM event_log "
+        "WHERE session_id IN ('over-http', 'spooled') ORDER BY created_at, id",
+    ):
+        by_session[row["session_id"]].append(
+            (row["event_type"], json.loads(row["data"]).get("redactions"))
+        )  # fmt: skip
+    assert by_session["spooled"] == by_session["over-http"]
+    assert sum(bool(c) for _, c in by_session["spooled"]) >= 15
     _wait_for_the_worker(mem_server.db_path)
     observations = mem_server.request(
         "GET", "/claude-mem/observations.json?_shape=array&_size=max"
