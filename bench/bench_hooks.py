@@ -677,7 +677,7 @@ def with_redaction_section(before: str, section: str) -> str:
     if REDACTION_HEADING in before:
         start = before.index(REDACTION_HEADING)
         end = before.find("\n## ", start + 1)
-        return before[:start] + section + (before[end + 1 :] if end >= 0 else "")
+        return before[:start] + section + ("\n" + before[end + 1 :] if end >= 0 else "")
     if KEPT_HEADING in before:
         at = before.index(KEPT_HEADING)
         return before[:at] + section + "\n" + before[at:]
