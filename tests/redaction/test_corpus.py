@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from corpus import SEED, Secret, blob, make_corpus, ordinary
 from datasette.app import Datasette
-from helpers import api_call, db_rows
+from helpers import api_call, db_rows, mcp_client
 from payloads import load
 from test_secrets import (
     ROUTES,
@@ -464,3 +464,39 @@ def test_a_real_server_its_worker_and_the_spool_keep_no_secret(
     mem_server.stop()
     checkpoint(mem_server.db_path)
     assert leaks(memory_files(mem_server.db_path, mem_server.base_dir / "logs"), CORPUS) == [], RUN
+
+
+ROW_ID = re.compile(r"^[→ ]*([0-9a-f-]{36}) · ", re.M)
+
+
+@pytest.mark.asyncio
+async def test_mcp_remember_and_answers_keep_no_secret(
+    ds: Datasette, token: str, memory_path: Path, tmp_path: Path
+) -> None:
+    """The MCP tools: remember stores text; search, timeline, get and context answer with it."""
+    project_dir = _repo(tmp_path)
+    text = blob(CORPUS)
+    for payload in claude_code_events("mcp", str(project_dir), text):
+        assert (await api_call(ds, "POST", "/hooks", payload, token=token)).status_code == 200
+    answers = []
+    async with mcp_client(ds, token) as client:
+
+        async def tool(name: str, **arguments: Any) -> str:
+            result = await client.call_tool(name, arguments)
+            assert not result.is_error, result.content[0].text[:300]
+            answers.append(result.content[0].text)
+            return answers[-1]
+
+        for kind in ("note", "learning"):
+            await tool("remember", text=text[:20_000], kind=kind, session_id="mcp")
+        found = []
+        for query in ("DATABASE_URL", "password", "token", "REDACTED", "postgres"):
+            found += ROW_ID.findall(await tool("search", query=query, session_id="mcp"))
+        assert found  # the searches do find the rows, redacted
+        await tool("get", ids=sorted(set(found))[:20], session_id="mcp")
+        await tool("timeline", session_id="mcp")
+        await tool("context", session_id="mcp")
+    leaked = [leak for answer in answers for leak in _text_leaks(answer, "an MCP answer")]
+    assert leaked == [], RUN
+    assert any("[REDACTED:" in answer for answer in answers)
+    assert leaks(memory_files(memory_path, memory_path.parent / "logs"), CORPUS) == [], RUN
