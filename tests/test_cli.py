@@ -7,8 +7,11 @@ import asyncio
 import json
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
@@ -296,3 +299,56 @@ def test_restore_asks_first(filled, tmp_path: Path):
     result = CliRunner().invoke(cli, ["claude-mem", "restore", str(copy)], input="n\n")
     assert result.exit_code != 0
     assert dump(memory)["learnings"] == []
+
+
+def login_link(server) -> str:
+    """`datasette claude-mem login` as a user runs it, beside the server's memory."""
+    datasette = Path(sys.executable).with_name("datasette")
+    done = subprocess.run(
+        [str(datasette), "claude-mem", "login", "--url", server.url],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [link] = done.stdout.split()
+    assert link.startswith(f"{server.url}/-/claude-mem/login?token=")
+    return link
+
+
+def sign_in(link: str) -> httpx.Response:
+    return httpx.get(link, follow_redirects=False, timeout=30)
+
+
+def test_login_links_sign_in_to_a_running_server_each_once(mem_server):
+    memory = f"{mem_server.url}/claude-mem.json"
+    assert httpx.get(memory, timeout=30).status_code == 403
+    first, second = login_link(mem_server), login_link(mem_server)
+    assert first != second
+    for link in (first, second):
+        response = sign_in(link)
+        assert response.status_code == 302, response.text
+        assert response.headers["location"] == "/-/claude-mem"
+        cookie = response.cookies["ds_actor"]
+        signed_in = httpx.get(memory, cookies={"ds_actor": cookie}, timeout=30)
+        assert signed_in.status_code == 200, signed_in.text
+        actor = httpx.get(f"{mem_server.url}/-/actor.json", cookies={"ds_actor": cookie})
+        assert actor.json()["actor"] == {"id": "root"}
+        # A link works once.
+        again = sign_in(link)
+        assert again.status_code == 403 and "ds_actor" not in again.cookies
+        assert "has been used" in again.text
+
+
+def test_login_links_not_made_with_the_servers_secret_are_refused(mem_server, tmp_path: Path):
+    from datasette_claude_mem.api.login import sign_in_link
+
+    secret = (mem_server.base_dir / "secret").read_text().strip()
+    expired = sign_in(sign_in_link(secret, mem_server.url, expires_after=-1))
+    assert expired.status_code == 403 and "expired" in expired.text
+    forged = sign_in(sign_in_link("another-secret", mem_server.url))
+    assert forged.status_code == 403 and "not valid" in forged.text
+    for bad in ("", "?token=", "?token=garbage"):
+        response = sign_in(f"{mem_server.url}/-/claude-mem/login{bad}")
+        assert response.status_code == 403 and "ds_actor" not in response.cookies
