@@ -115,7 +115,9 @@ def serve(
         hosts.append(host)
     click.echo(f"Memory database: {db_path}", err=True)
     click.echo("Token for hooks: datasette claude-mem token", err=True)
-    click.echo("Sign in with this link:", err=True)
+    click.echo(
+        "Sign in with this link (it works once; for another: datasette claude-mem login):", err=True
+    )
     args = [
         str(db_path),
         "--host", host,

@@ -195,7 +195,7 @@ def test_migrate_refuses_a_directory(tmp_path: Path):
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.exit_code == 0
-    for name in ("serve", "token", "migrate"):
+    for name in ("serve", "token", "migrate", "login", "export", "import", "backup", "restore"):
         assert name in result.output
 
 
