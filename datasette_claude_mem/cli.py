@@ -172,6 +172,30 @@ def settings_file_options(command: Callable) -> Callable:
     )(command)
 
 
+def mcp_file_options(command: Callable) -> Callable:
+    """--mcp-config and --no-mcp: where the MCP server is registered, or not at all."""
+    command = click.option(
+        "--no-mcp", is_flag=True, help="Leave Claude Code's MCP servers as they are"
+    )(command)
+    return click.option(
+        "--mcp-config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The file holding mcpServers [default: ~/.claude.json, .mcp.json with "
+        "--project, none with --settings]",
+    )(command)
+
+
+def _mcp_target(
+    project: bool, settings: Path | None, mcp_config: Path | None, no_mcp: bool
+) -> Path | None:
+    """Where the MCP server goes; a settings file named by hand names no MCP file with it."""
+    from datasette_claude_mem.claude_code.install import mcp_config_path
+
+    if no_mcp or (settings is not None and mcp_config is None):
+        return None
+    return mcp_config or mcp_config_path(Path.cwd() if project else None)
+
+
 def _settings_target(project: bool, settings: Path | None) -> Path:
     from datasette_claude_mem.claude_code.install import settings_path
 
@@ -194,16 +218,32 @@ def _settings_target(project: bool, settings: Path | None) -> Path:
     is_flag=True,
     help="Install command hooks that spool events while the server is down",
 )
-def install(project: bool, settings: Path | None, url: str, use_command: bool) -> None:
-    """Add the memory's hooks to Claude Code's settings (merging, with a backup)."""
+@mcp_file_options
+def install(
+    project: bool,
+    settings: Path | None,
+    url: str,
+    use_command: bool,
+    mcp_config: Path | None,
+    no_mcp: bool,
+) -> None:
+    """Add the memory's hooks to Claude Code's settings (merging, with a backup), and its
+    MCP server to Claude Code's MCP servers."""
     from datasette_claude_mem.claude_code import install as installer
 
     path = _settings_target(project, settings)
+    mcp_path = _mcp_target(project, settings, mcp_config, no_mcp)
     try:
+        if mcp_path is not None:
+            installer.read_mcp_config(mcp_path)  # a broken file stops the install untouched
         changed = installer.install(path, url=url, command=use_command)
+        mcp_changed = None if mcp_path is None else installer.install_mcp(mcp_path, url=url)
     except installer.SettingsError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{'Updated' if changed else 'Already up to date:'} {path}")
+    if mcp_changed is not None:
+        done = "MCP server added to" if mcp_changed else "MCP server already in"
+        click.echo(f"{done} {mcp_path}")
     click.echo(
         f"Claude Code sends the token from the environment variable {installer.TOKEN_VAR}:\n"
         f"    export {installer.TOKEN_VAR}=$(datasette claude-mem token)"
@@ -214,16 +254,22 @@ def install(project: bool, settings: Path | None, url: str, use_command: bool) -
 
 @claude_mem.command()
 @settings_file_options
-def uninstall(project: bool, settings: Path | None) -> None:
-    """Remove the memory's hooks from Claude Code's settings, and nothing else."""
+@mcp_file_options
+def uninstall(project: bool, settings: Path | None, mcp_config: Path | None, no_mcp: bool) -> None:
+    """Remove the memory's hooks and MCP server from Claude Code's settings, and nothing else."""
     from datasette_claude_mem.claude_code import install as installer
 
     path = _settings_target(project, settings)
+    mcp_path = _mcp_target(project, settings, mcp_config, no_mcp)
     try:
         changed = installer.uninstall(path)
+        mcp_changed = None if mcp_path is None else installer.uninstall_mcp(mcp_path)
     except installer.SettingsError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{'Removed the memory hooks from' if changed else 'No memory hooks in'} {path}")
+    if mcp_changed is not None:
+        done = "Removed the MCP server from" if mcp_changed else "No memory MCP server in"
+        click.echo(f"{done} {mcp_path}")
 
 
 @claude_mem.command()

@@ -23,7 +23,9 @@ ENV_SYNCHRONOUS = "CLAUDE_MEM_SYNCHRONOUS"
 ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
 ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
 ENV_WORKER = "CLAUDE_MEM_WORKER"
+ENV_RAW_OUTPUT_CAP = "CLAUDE_MEM_RAW_OUTPUT_CAP"
 OFF = ("0", "false", "off", "no")
+_BUDGET_PREFIX = "ctx_"
 
 
 class SettingsError(ValueError):
@@ -65,6 +67,8 @@ class Config:
     # is the one in base_dir.
     spool: Path | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    # The MCP tools' project when the caller names neither a session nor a project.
+    default_project: str | None = None
 
     # Context budget at session start, in tokens (characters / 4): 2,000 in all.
     ctx_session_index: int = 300
@@ -72,6 +76,10 @@ class Config:
     ctx_learnings: int = 300
     ctx_observations: int = 600
     ctx_call_graph: int = 300
+
+    # Bytes of a tool's output the queue keeps (head and tail; claude_code/raw_output.py
+    # says why 64 KB).
+    raw_output_cap: int = 64 * 1024
 
     # Compression of queued tool outputs into observations by an llm model.
     compression_model: str | None = None
@@ -86,6 +94,11 @@ class Config:
             )
         if self.spool is not None:
             self.spool = Path(self.spool).expanduser()
+        if not isinstance(self.raw_output_cap, int) or self.raw_output_cap < 4096:
+            raise SettingsError(
+                f"raw_output_cap must be a number of bytes, 4096 or more, not "
+                f"{self.raw_output_cap!r}"
+            )
 
     @classmethod
     def load(
@@ -106,12 +119,22 @@ class Config:
             values["base_dir"] = Path(env[ENV_DIR])
         if env.get(ENV_SYNCHRONOUS):
             values["synchronous"] = env[ENV_SYNCHRONOUS]
-        for name in ("database", "synchronous", "busy_timeout_ms", "spool"):
+        for name in ("database", "synchronous", "busy_timeout_ms", "spool", "default_project"):
             if plugin.get(name) is not None:
                 values[name] = plugin[name]
         for name in ("compression_model", "compression_daily_token_budget"):
             if plugin.get(name) is not None:
                 values[name] = plugin[name]
+        if env.get(ENV_RAW_OUTPUT_CAP):
+            try:
+                values["raw_output_cap"] = int(env[ENV_RAW_OUTPUT_CAP])
+            except ValueError:
+                raise SettingsError(
+                    f"{ENV_RAW_OUTPUT_CAP} must be a number of bytes, "
+                    f"not {env[ENV_RAW_OUTPUT_CAP]!r}"
+                ) from None
+        if plugin.get("raw_output_cap") is not None:
+            values["raw_output_cap"] = plugin["raw_output_cap"]
         # Lists add up: the configuration's and the environment's both count.
         values["allowed_hosts"] = tuple(
             h.lower()
@@ -140,12 +163,13 @@ class Config:
 
     @property
     def context_budget(self) -> dict[str, int]:
+        """Tokens for each context section, by its key: the field `ctx_<key>` holds the
+        budget of the section claude_code/context.py names `<key>` (this module cannot
+        import that one, which reads its settings from here)."""
         return {
-            "session_index": self.ctx_session_index,
-            "function_map": self.ctx_function_map,
-            "learnings": self.ctx_learnings,
-            "observations": self.ctx_observations,
-            "call_graph": self.ctx_call_graph,
+            f.name.removeprefix(_BUDGET_PREFIX): getattr(self, f.name)
+            for f in fields(self)
+            if f.name.startswith(_BUDGET_PREFIX)
         }
 
     def ensure_dirs(self) -> None:

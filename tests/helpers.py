@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from datasette.app import Datasette
 
+from datasette_claude_mem.claude_code.context import SECTIONS
 from datasette_claude_mem.names import PREFIX, SERVE_CONFIG
 from datasette_claude_mem.settings import Config
 
@@ -32,18 +33,13 @@ MEMORY_TABLES = frozenset(
         "pending_queue",
         "pending_payloads",
         "event_log",
+        "memory_entries",
     }
 )
 
 
 # The context's Markdown headings, and the section each one stands for.
-CONTEXT_SECTIONS = {
-    "Recent sessions": "session_index",
-    "Recently changed functions": "function_map",
-    "Learnings": "learnings",
-    "Recent observations": "observations",
-    "Callers of changed functions": "call_graph",
-}
+CONTEXT_SECTIONS = {title: key for key, title in SECTIONS}
 
 
 def db_rows(db_path: Path, sql: str, params: list[Any] | tuple = ()) -> list[dict[str, Any]]:
@@ -230,6 +226,26 @@ class MemServer:
         return self.request("POST", "/-/claude-mem/hooks", **kwargs)
 
 
+def mcp_client(target: Datasette | str, token: str | None = None, **headers: str):
+    """The MCP SDK's own client over Streamable HTTP, with the handshake Claude Code uses:
+    to a Datasette in this process (through an ASGI transport, as datasette.client) or to
+    a server's base URL."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    sent = {**(bearer(token) if token else {}), **headers}
+    if isinstance(target, str):
+        base = target
+        http = httpx2.AsyncClient(headers=sent, timeout=60)
+    else:
+        base = "http://localhost"
+        transport = httpx2.ASGITransport(app=target.app())
+        http = httpx2.AsyncClient(transport=transport, base_url=base, headers=sent)
+    transport = streamable_http_client(f"{base}{PREFIX}/mcp", http_client=http)
+    return Client(transport, mode="legacy", cache=None)
+
+
 def fill(store: Any, root: Path, name: str) -> str:
     """A project with a row in every table of the memory; returns its key."""
     from datasette_claude_mem.storage.models import (
@@ -238,6 +254,7 @@ def fill(store: Any, root: Path, name: str) -> str:
         FunctionInput,
         FunctionMapUpsert,
         LearningCreate,
+        MemoryEntrySave,
         ObservationCreate,
         QueueItemCreate,
         SessionStart,
@@ -319,6 +336,16 @@ def fill(store: Any, root: Path, name: str) -> str:
     )
     store.log_event("hook", {"n": 1, "nested": {"a": [1, 2]}}, session_id=session.id,
                     project=session.project, duration_ms=12)  # fmt: skip
+    for value in ("first decision", "the decision revised"):
+        store.save_entry(
+            MemoryEntrySave(
+                namespace=f"project:{name}/decisions",
+                key="parser",
+                value=f"{value} in {name}",
+                project=session.project,
+                session_id=session.id,
+            )
+        )
     store.close_session(session.id, summary=f"done with {name}")
     return session.project
 

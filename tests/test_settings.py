@@ -137,6 +137,26 @@ def test_a_bad_synchronous_value_in_the_environment_is_refused(
         Config.load()
 
 
+def test_the_raw_output_cap_comes_from_either_place(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Config.load().raw_output_cap == 64 * 1024
+    monkeypatch.setenv("CLAUDE_MEM_RAW_OUTPUT_CAP", "131072")
+    assert Config.load().raw_output_cap == 131072
+    assert Config.load({"raw_output_cap": 8192}).raw_output_cap == 8192
+
+
+@pytest.mark.parametrize("value", ["12", "lots", "-5"])
+def test_a_bad_raw_output_cap_is_refused_by_name(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CLAUDE_MEM_RAW_OUTPUT_CAP", value)
+    with pytest.raises(SettingsError, match="CLAUDE_MEM_RAW_OUTPUT_CAP|raw_output_cap"):
+        Config.load()
+    with pytest.raises(SettingsError, match="raw_output_cap"):
+        Config.load({"raw_output_cap": "big"}, environ={})
+
+
 def test_ensure_dirs_creates_a_private_directory(clean_env: Path, tmp_path: Path) -> None:
     """The directory holds raw tool outputs: only its owner may read it."""
     cfg = Config(base_dir=tmp_path / "deep" / "mem")

@@ -270,18 +270,28 @@ async def _read_body(request: Request, endpoint: Endpoint) -> Any:
         data = orjson.loads(raw)
         if _maybe_lossy(data):
             raise ValueError("an integer orjson read as a float")
-    except (ValueError, RecursionError):
-        # The standard library takes what orjson refuses or reads lossily: integers beyond
-        # 64 bits, lone surrogates, NaN. Its message is the one a client sees.
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ApiError(400, f"The body is not valid JSON: {error}") from error
-        except RecursionError as error:
+    except orjson.JSONDecodeError as error:
+        if "depth limit" in str(error):
+            # Deeper than any store or page can take; the standard library would read it
+            # only to fail later, differently on each Python version.
             raise ApiError(400, "The body's JSON is nested too deeply") from error
+        data = _standard_json(raw)
+    except ValueError:
+        data = _standard_json(raw)
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object")
     return data
+
+
+def _standard_json(raw: bytes) -> Any:
+    """The standard library takes what orjson refuses or reads lossily: integers beyond 64
+    bits, lone surrogates, NaN. Its message is the one a client sees."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, f"The body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise ApiError(400, "The body's JSON is nested too deeply") from error
 
 
 def _maybe_lossy(value: Any) -> bool:

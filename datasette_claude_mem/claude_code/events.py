@@ -14,6 +14,7 @@ from typing import Any
 
 from datasette_claude_mem.claude_code.context import build_context
 from datasette_claude_mem.claude_code.project import project_key
+from datasette_claude_mem.claude_code.raw_output import bound as bound_output
 from datasette_claude_mem.settings import Config
 from datasette_claude_mem.storage.models import (
     HOOK_EVENTS,
@@ -22,12 +23,8 @@ from datasette_claude_mem.storage.models import (
     SessionStatus,
     SessionUpdate,
 )
-from datasette_claude_mem.storage.store import Store, to_json
+from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.worker.compress import files_from_tool_input
-
-# Kept in the queue as it came, up to this size; a larger output keeps its head and is
-# marked truncated (Claude Code itself caps what a tool returns well below this).
-MAX_RAW_OUTPUT_BYTES = 8 * 1024 * 1024
 
 RECORDED_EVENTS = set(HOOK_EVENTS)
 COMMON_FIELDS = {"session_id", "transcript_path", "cwd", "permission_mode", "hook_event_name"}
@@ -40,24 +37,6 @@ class HookResult:
     session_id: str | None
     project: str | None
     duration_ms: float
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return to_json(value)
-
-
-def _truncate(text: str) -> tuple[str, bool]:
-    if len(text) * 4 <= MAX_RAW_OUTPUT_BYTES:  # no character takes more than 4 bytes
-        return text, False
-    data = text.encode("utf-8")
-    if len(data) <= MAX_RAW_OUTPUT_BYTES:
-        return text, False
-    head = data[:MAX_RAW_OUTPUT_BYTES].decode("utf-8", errors="ignore")
-    return head + f"\n[truncated: {len(data)} bytes in all]", True
 
 
 def _project(cwd: str) -> str:
@@ -137,7 +116,9 @@ def handle_hook(
         elif cwd:
             project = project or _project(cwd)
         if event == "PostToolUse" and session_id:
-            raw, truncated = _truncate(_text(payload.get("tool_response")))
+            # Head and tail up to the cap (raw_output.py says why); the full size is kept.
+            cap = (config or Config()).raw_output_cap
+            raw, truncated, full_bytes = bound_output(payload.get("tool_response"), cap)
             tool_input = payload.get("tool_input")
             tool_input = tool_input if isinstance(tool_input, dict) else {"value": tool_input}
             tool_name = str(payload.get("tool_name") or "unknown")
@@ -150,6 +131,7 @@ def handle_hook(
                     raw_output=raw,
                     files_touched=files_from_tool_input(tool_name, tool_input),
                     truncated=truncated,
+                    raw_bytes=full_bytes,
                 )
             ).row
             # The event row says what happened; the payload lives in the queue.
@@ -173,7 +155,7 @@ def handle_hook(
             output = {
                 "hookSpecificOutput": {
                     "hookEventName": "SessionStart",
-                    "additionalContext": context.markdown,
+                    "additionalContext": context.with_tools_line(session_id),
                 }
             }
     if event == "SessionEnd":

@@ -363,6 +363,9 @@ class QueueItemCreate(Input):
     files_touched: list[str] = Field(default_factory=list)
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     truncated: bool = False
+    raw_bytes: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="The output's full size when raw_output is a cut of it"
+    )
 
 
 class QueueClaim(Input):
@@ -472,3 +475,52 @@ class SearchHit(BaseModel):
     snippet: str
     rank: float
     created_at: Timestamp
+
+
+# Memory entries: what an agent saves on purpose
+
+
+class EntryKind(StrEnum):
+    LEARNING = "learning"
+    NOTE = "note"
+
+
+class MemoryEntrySave(Input):
+    namespace: NonEmpty = Field(description="A hierarchy such as project:<key>/decisions")
+    key: NonEmpty
+    value: NonEmpty
+    kind: EntryKind = EntryKind.NOTE
+    category: str | None = None
+    confidence: Confidence = 0.5
+    project: str | None = Field(None, description="None makes a global entry")
+    session_id: str | None = None
+    created_by: str | None = None
+
+
+class MemoryEntry(Record):
+    id: str
+    project: str | None = None
+    namespace: str
+    key: str
+    version: int
+    kind: EntryKind
+    category: str | None = None
+    confidence: float
+    value: str
+    session_id: str | None = None
+    created_by: str | None = None
+    created_at: Timestamp
+    superseded_at: Timestamp | None = None
+    forgotten_at: Timestamp | None = None
+    forgotten_by: str | None = None
+    forgotten_reason: str | None = None
+
+
+class Forgotten(BaseModel):
+    """What forget() retired: which table the id was in, and who, when and why."""
+
+    kind: str = Field(description="learning, observation or entry")
+    id: str
+    forgotten_at: Timestamp
+    forgotten_by: str
+    forgotten_reason: str

@@ -39,6 +39,7 @@ MEMORY_TABLES = (
     "function_map",
     "call_graph",
     "learnings",
+    "memory_entries",
     "event_log",
 )
 QUEUE_TABLES = ("pending_queue", "pending_payloads")
@@ -52,6 +53,7 @@ PROJECT_FILTERS = {
     "function_map": f"project = :project OR session_id {_IN_PROJECT_SESSIONS}",
     "call_graph": f"project = :project OR session_id {_IN_PROJECT_SESSIONS}",
     "learnings": f"project = :project OR source_session_id {_IN_PROJECT_SESSIONS}",
+    "memory_entries": f"project = :project OR session_id {_IN_PROJECT_SESSIONS}",
     "event_log": f"project = :project OR session_id {_IN_PROJECT_SESSIONS}",
     "pending_queue": _QUEUE_IN_PROJECT,
     "pending_payloads": f"item_id IN (SELECT id FROM pending_queue WHERE {_QUEUE_IN_PROJECT})",

@@ -27,6 +27,7 @@ from pydantic import TypeAdapter
 from sqlite_utils import Database
 
 from datasette_claude_mem.claude_code.project import project_key
+from datasette_claude_mem.storage.entries import EntryStore
 from datasette_claude_mem.storage.errors import LeaseLost, NotFound, is_busy
 from datasette_claude_mem.storage.migrations import migrations
 from datasette_claude_mem.storage.models import (
@@ -172,7 +173,7 @@ def _changes(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT changes()").fetchone()[0]
 
 
-class Store:
+class Store(EntryStore):
     def __init__(
         self,
         target: str | Path | sqlite3.Connection | Database,
@@ -482,7 +483,8 @@ class Store:
         """A project's latest observations, newest first (embeddings as in list_observations)."""
         rows = self._all(
             f"SELECT {_observation_columns(with_embeddings)} FROM observations "
-            "WHERE project = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            "WHERE project = ? AND forgotten_at IS NULL "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
             [project, limit],
         )
         return _OBSERVATIONS.validate_python(rows)
@@ -815,7 +817,7 @@ class Store:
                     to_json(data.files_touched),
                     data.max_attempts,
                     now,
-                    utf8_length(data.raw_output),
+                    data.raw_bytes if data.raw_bytes is not None else utf8_length(data.raw_output),
                     int(data.truncated),
                     now,
                     now,
@@ -1042,6 +1044,25 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def tokens_spent(self, spent_event: str, reserved_event: str, since: str) -> int:
+        """Tokens logged since a moment: the tokens in and out of every `spent_event`, plus
+        the estimate of every `reserved_event` that no `spent_event` has settled yet (its
+        data's `reservation` names the reservation's id)."""
+        row = self.conn.execute(
+            """SELECT
+                (SELECT coalesce(sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)), 0)
+                 FROM event_log WHERE event_type = :spent AND created_at >= :since)
+              + (SELECT coalesce(sum(json_extract(r.data, '$.estimate')), 0)
+                 FROM event_log r
+                 WHERE r.event_type = :reserved AND r.created_at >= :since
+                 AND NOT EXISTS (
+                     SELECT 1 FROM event_log s
+                     WHERE s.event_type = :spent AND s.created_at >= :since
+                     AND json_extract(s.data, '$.reservation') = r.id))""",
+            {"spent": spent_event, "reserved": reserved_event, "since": since},
+        ).fetchone()
+        return int(row[0] or 0)
+
     def query_events(
         self,
         event_type: str | None = None,
@@ -1079,6 +1100,7 @@ class Store:
                     bm25(observations_fts) AS rank, o.created_at
                 FROM observations_fts JOIN observations o ON o.rowid = observations_fts.rowid
                 WHERE observations_fts MATCH :q AND o.project = :project
+                    AND o.forgotten_at IS NULL
                 UNION ALL
                 SELECT 'learning', l.id, l.project, l.source_session_id, l.category,
                     snippet(learnings_fts, -1, '[', ']', '…', 12), bm25(learnings_fts),
