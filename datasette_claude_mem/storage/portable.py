@@ -93,11 +93,10 @@ def _decode(value: Any) -> Any:
 
 
 def project_exists(conn: sqlite3.Connection, project: str) -> bool:
-    sql = (
-        "SELECT 1 FROM sessions WHERE project = ? "
-        "UNION ALL SELECT 1 FROM learnings WHERE project = ? LIMIT 1"
-    )
-    return conn.execute(sql, [project, project]).fetchone() is not None
+    """Whether any memory table with a project column holds a row of this project."""
+    tables = [t for t in MEMORY_TABLES if "project" in _columns(conn, t)]
+    sql = " UNION ALL ".join(f"SELECT 1 FROM [{t}] WHERE project = :project" for t in tables)
+    return conn.execute(f"{sql} LIMIT 1", {"project": project}).fetchone() is not None
 
 
 def _line(record: dict[str, Any]) -> bytes:

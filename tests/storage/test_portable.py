@@ -133,6 +133,10 @@ def test_unknown_project_is_refused(full):
     source, _ = full
     with pytest.raises(StoreError, match="no project 'nope'"):
         export_bytes(source, project="nope")
+    # A project with no session, only a learning of its own, is still found.
+    source.create_learning(LearningCreate(category="convention", content="c", project="solo"))
+    lines = records(export_bytes(source, project="solo"))
+    assert [r["row"]["content"] for r in lines if r.get("table") == "learnings"] == ["c"]
 
 
 def test_columns_added_by_a_later_migration_travel_without_code_changes(full, tmp_path: Path):
