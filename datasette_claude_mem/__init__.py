@@ -53,11 +53,12 @@ def extra_css_urls(datasette):
 
 @hookimpl
 def register_routes(datasette):
+    from datasette_claude_mem.api import export, login
     from datasette_claude_mem.api.routes import routes
     from datasette_claude_mem.mcp import endpoint
     from datasette_claude_mem.pages import views
 
-    return routes() + endpoint.routes() + views.routes()
+    return routes() + endpoint.routes() + views.routes() + export.routes() + login.routes()
 
 
 @hookimpl

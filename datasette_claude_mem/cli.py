@@ -22,6 +22,7 @@ from datasette_claude_mem.names import (
     SERVE_CONFIG,
 )
 from datasette_claude_mem.settings import Config
+from datasette_claude_mem.storage.errors import StoreError
 from datasette_claude_mem.storage.store import Store
 
 
@@ -164,7 +165,9 @@ def serve(
         hosts.append(host)
     click.echo(f"Memory database: {db_path}", err=True)
     click.echo("Token for hooks: datasette claude-mem token", err=True)
-    click.echo("Sign in with this link:", err=True)
+    click.echo(
+        "Sign in with this link (it works once; for another: datasette claude-mem login):", err=True
+    )
     args = [
         str(db_path),
         "--host", host,
@@ -405,3 +408,136 @@ def import_claude_mem(path: Path | None, db_path: Path | None) -> None:
     for name, key in sorted(report.projects.items()):
         if name != key:
             click.echo(f"    project {name} -> {key}")
+
+
+def _existing_memory(config: Config, db_path: Path | None) -> Path:
+    """The memory a command reads: it must exist (such a command never creates one)."""
+    path = (db_path or config.db_path).expanduser()
+    if not path.exists():
+        raise click.ClickException(f"there is no memory at {path}")
+    return path
+
+
+db_option = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Memory database file [default: $CLAUDE_MEM_DIR/claude-mem.db]",
+)
+
+
+@claude_mem.command(name="export")
+@db_option
+@click.option("--project", help="Only this project's rows (and its sessions')")
+@click.option("--with-queue", is_flag=True, help="Also the queue and its raw tool outputs")
+@click.argument("file", default="-", type=click.Path(dir_okay=False, allow_dash=True))
+def export_command(db_path: Path | None, project: str | None, with_queue: bool, file: str) -> None:
+    """Write the memory as JSON lines to FILE (standard output when FILE is - or omitted)."""
+    from datasette_claude_mem.storage import portable
+
+    config = Config.load()
+    store = Store.open(config, _existing_memory(config, db_path))
+    try:
+        lines = portable.export_lines(store.conn, project=project, with_queue=with_queue)
+        if file == "-":
+            with click.open_file("-", "wb") as out:
+                out.writelines(lines)
+        else:
+            portable.write_file(Path(file), lines)
+    except StoreError as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        store.close()
+
+
+@claude_mem.command(name="import")
+@db_option
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+def import_command(db_path: Path | None, file: str) -> None:
+    """Add the rows of an export (FILE, or - for standard input) to the memory.
+
+    Rows already there are left as they are; a file with any bad line changes nothing.
+    """
+    from datasette_claude_mem.redaction.redactor import Redactor
+    from datasette_claude_mem.storage import portable
+
+    config = Config.load()
+    redactor = Redactor(config.redact_patterns)
+    try:
+        source = click.open_file(file, "rb")
+    except OSError as error:
+        raise click.ClickException(f"{file} cannot be read: {error}") from error
+    store = Store.open(config, db_path, redact_text=redactor.text, redact_value=redactor.value)
+    try:
+        with source:
+            report = portable.import_lines(store, source)
+    except StoreError as error:
+        raise click.ClickException(f"{file}: {error}; nothing was imported") from error
+    finally:
+        store.close()
+    added = ", ".join(f"{n} {t}" for t, n in report.added.items() if n) or "nothing"
+    click.echo(f"Added {added}; {report.total_skipped} rows were already there")
+
+
+@claude_mem.command()
+@db_option
+@click.option("--force", is_flag=True, help="Replace FILE if it exists")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def backup(db_path: Path | None, force: bool, file: Path) -> None:
+    """Copy the memory to FILE while it is in use, and check the copy."""
+    from datasette_claude_mem.storage import backup as backups
+
+    config = Config.load()
+    try:
+        report = backups.backup(
+            _existing_memory(config, db_path),
+            file,
+            force=force,
+            busy_timeout_ms=config.busy_timeout_ms,
+        )
+    except backups.BackupError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Backed up {report.total_rows} rows ({report.size} bytes) to {file}; checked")
+
+
+@claude_mem.command()
+@db_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def restore(db_path: Path | None, yes: bool, file: Path) -> None:
+    """Replace the memory with a backup; the memory as it was is kept beside it."""
+    from datasette_claude_mem.storage import backup as backups
+
+    config = Config.load()
+    target = (db_path or config.db_path).expanduser()
+    if not yes:
+        click.confirm(f"Replace the memory at {target} with {file}?", abort=True)
+    try:
+        report, kept = backups.restore(file, target, busy_timeout_ms=config.busy_timeout_ms)
+    except backups.BackupError as error:
+        raise click.ClickException(f"{error}; the memory was not changed") from error
+    Store.open(config, target).close()  # a backup from an older version is migrated
+    if kept is not None:
+        click.echo(f"The memory as it was is kept at {kept}")
+    click.echo(f"Restored {report.total_rows} rows from {file} into {target}")
+
+
+@claude_mem.command()
+@click.option(
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Where the memory server answers",
+)
+@click.option(
+    "--expires-after",
+    default=600,
+    show_default=True,
+    type=click.IntRange(1, 86400),
+    help="Seconds the link stays good",
+)
+def login(url: str, expires_after: int) -> None:
+    """Print a fresh sign-in link for the running server (each link works once)."""
+    from datasette_claude_mem.api.login import sign_in_link
+
+    click.echo(sign_in_link(ensure_secret(Config.load()), url, expires_after))

@@ -48,6 +48,8 @@ class PluginState:
     permissions: dict[tuple[str, bytes], tuple[bool, float]] = field(default_factory=dict)
     # The MCP endpoint's session manager for each event loop that served it (mcp/endpoint.py).
     mcp_managers: dict[Any, Any] = field(default_factory=dict)
+    # Sign-in links already used (api/login.py), with the time each would have expired.
+    used_sign_in_links: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_datasette(cls, datasette: Datasette) -> PluginState:

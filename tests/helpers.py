@@ -1,6 +1,7 @@
 """What the tests share beside their fixtures: the memory's tables and the context's section
 titles, rows read straight from a memory file, requests to the plugin's API, Datasette's error
-shape, and real `datasette claude-mem serve` processes (MemServer)."""
+shape, real `datasette claude-mem serve` processes (MemServer), and a project with a row in
+every table (fill) with every row of a memory file (dump) to compare."""
 
 from __future__ import annotations
 
@@ -243,3 +244,121 @@ def mcp_client(target: Datasette | str, token: str | None = None, **headers: str
         http = httpx2.AsyncClient(transport=transport, base_url=base, headers=sent)
     transport = streamable_http_client(f"{base}{PREFIX}/mcp", http_client=http)
     return Client(transport, mode="legacy", cache=None)
+
+
+def fill(store: Any, root: Path, name: str) -> str:
+    """A project with a row in every table of the memory; returns its key."""
+    from datasette_claude_mem.storage.models import (
+        EdgeInput,
+        EdgesAdd,
+        FunctionInput,
+        FunctionMapUpsert,
+        LearningCreate,
+        MemoryEntrySave,
+        ObservationCreate,
+        QueueItemCreate,
+        SessionStart,
+    )
+
+    project_dir = root / name
+    (project_dir / ".git").mkdir(parents=True)
+    session = store.create_session(SessionStart(project_dir=str(project_dir))).row
+    item = store.enqueue(
+        QueueItemCreate(
+            session_id=session.id,
+            tool_use_id="tu-1",
+            tool_name="Edit",
+            tool_input={"file_path": "src/app.py", "note": "naïve ✓"},
+            raw_output="x" * 3000,
+            files_touched=["src/app.py"],
+        )
+    ).row
+    store.enqueue(QueueItemCreate(session_id=session.id, tool_use_id="tu-2", tool_name="Bash"))
+    [claimed] = store.dequeue_batch(1, worker="w", project=session.project)
+    assert claimed.id == item.id
+    store.complete(
+        item.id,
+        "w",
+        ObservationCreate(
+            session_id=session.id,
+            tool_name="Edit",
+            title=f"tokenizer change in {name}",
+            summary="the parser splits on unicode whitespace",
+            detail="line one\nline two",
+            files_touched=["src/app.py"],
+            functions_changed=["parse"],
+            embedding=[0.25, -1.5, 3.0],
+            embedding_model="m",
+            embedding_version="1",
+        ),
+    )
+    store.create_observation(
+        ObservationCreate(session_id=session.id, tool_name="Read", title="read", summary="s")
+    )
+    store.create_learning(
+        LearningCreate(
+            category="gotcha",
+            content=f"tokenizer gotcha {name}",
+            confidence=0.7,
+            project=session.project,
+            source_session_id=session.id,
+        )
+    )
+    store.upsert_functions(
+        FunctionMapUpsert(
+            session_id=session.id,
+            file_path="src/app.py",
+            functions=[
+                FunctionInput(
+                    qualified_name="Parser.parse",
+                    kind="method",
+                    signature="(self, text)",
+                    body_hash=name,
+                    decorators=["staticmethod"],
+                )
+            ],
+        )
+    )
+    store.add_edges(
+        EdgesAdd(
+            session_id=session.id,
+            edges=[
+                EdgeInput(
+                    caller_file="src/app.py",
+                    caller_function="main",
+                    callee_file="src/lib.py",
+                    callee_function="parse",
+                    resolution="direct",
+                    confidence=0.9,
+                )
+            ],
+        )
+    )
+    store.log_event("hook", {"n": 1, "nested": {"a": [1, 2]}}, session_id=session.id,
+                    project=session.project, duration_ms=12)  # fmt: skip
+    for value in ("first decision", "the decision revised"):
+        store.save_entry(
+            MemoryEntrySave(
+                namespace=f"project:{name}/decisions",
+                key="parser",
+                value=f"{value} in {name}",
+                project=session.project,
+                session_id=session.id,
+            )
+        )
+    store.close_session(session.id, summary=f"done with {name}")
+    return session.project
+
+
+def dump(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every memory table, in primary key order."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        found = {}
+        for table in sorted(MEMORY_TABLES):
+            key = "item_id" if table == "pending_payloads" else "id"
+            found[table] = [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY {key}")]
+        return found
+    finally:
+        conn.close()

@@ -1,19 +1,25 @@
-"""`datasette claude-mem token`, `migrate PATH`, and the move out of claude-mem's directory."""
+"""`datasette claude-mem token`, `migrate PATH`, the move out of claude-mem's directory,
+`export`, `import`, `backup`, `restore` and `login`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
-from helpers import api_call, assert_error, db_rows
+from helpers import api_call, assert_error, db_rows, dump, fill
 from sqlite_utils import Database
 
 from datasette_claude_mem.storage.migrations import migrations
+from datasette_claude_mem.storage.store import Store
 
 
 @pytest.fixture
@@ -189,7 +195,7 @@ def test_migrate_refuses_a_directory(tmp_path: Path):
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.exit_code == 0
-    for name in ("serve", "token", "migrate"):
+    for name in ("serve", "token", "migrate", "login", "export", "import", "backup", "restore"):
         assert name in result.output
 
 
@@ -268,3 +274,158 @@ def test_the_hook_script_spools_where_the_memory_lives() -> None:
 def test_help_lists_the_import_command():
     result = run("--help")
     assert "import-claude-mem" in result.output
+
+
+# export, import, backup, restore, login
+
+
+@pytest.fixture
+def filled(base_dir: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    """The memory in CLAUDE_MEM_DIR, with two projects' rows in every table."""
+    with Store(base_dir / "claude-mem.db") as store:
+        projects = [fill(store, tmp_path / "repos", name) for name in ("alpha", "beta")]
+    return base_dir / "claude-mem.db", projects
+
+
+def test_export_to_a_file_and_import_it_into_another_memory(filled, tmp_path: Path):
+    memory, _ = filled
+    out = tmp_path / "memory.jsonl"
+    result = run("export", "--with-queue", str(out))
+    assert result.exit_code == 0, result.output
+    other = tmp_path / "other.db"
+    result = run("import", "--db", str(other), str(out))
+    assert result.exit_code == 0, result.output
+    assert "Added 2 sessions" in result.output
+    assert dump(other) == dump(memory)
+    again = run("import", "--db", str(other), str(out))
+    assert again.exit_code == 0, again.output
+    assert again.output.startswith("Added nothing;")
+    assert dump(other) == dump(memory)
+
+
+def test_export_to_stdout_and_import_from_stdin(filled, tmp_path: Path):
+    memory, (alpha, beta) = filled
+    result = CliRunner().invoke(cli, ["claude-mem", "export", "--project", alpha])
+    assert result.exit_code == 0, result.stderr
+    assert beta not in result.stdout
+    header = json.loads(result.stdout_bytes.splitlines()[0])
+    assert header["project"] == alpha
+    other = tmp_path / "other.db"
+    imported = CliRunner().invoke(
+        cli, ["claude-mem", "import", "--db", str(other), "-"], input=result.stdout_bytes
+    )
+    assert imported.exit_code == 0, imported.output
+    assert [r["project"] for r in db_rows(other, "SELECT project FROM sessions")] == [alpha]
+
+
+def test_export_of_an_unknown_project_or_memory_fails_clearly(filled, tmp_path: Path):
+    result = CliRunner().invoke(cli, ["claude-mem", "export", "--project", "nope", "-"])
+    assert result.exit_code != 0
+    assert "no project 'nope'" in result.output
+    out = tmp_path / "x.jsonl"
+    result = CliRunner().invoke(
+        cli, ["claude-mem", "export", "--db", str(tmp_path / "no.db"), str(out)]
+    )
+    assert result.exit_code != 0
+    assert "there is no memory at" in result.output
+    assert not out.exists() and not (tmp_path / "no.db").exists()
+
+
+def test_import_of_a_bad_file_exits_non_zero_and_changes_nothing(filled, tmp_path: Path):
+    memory, _ = filled
+    before = dump(memory)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "header", "format": "claude-mem-export", "version": 2}\n')
+    result = CliRunner().invoke(cli, ["claude-mem", "import", str(bad)])
+    assert result.exit_code != 0
+    assert "format version 2" in result.output and "nothing was imported" in result.output
+    assert "Traceback" not in result.output
+    missing = CliRunner().invoke(cli, ["claude-mem", "import", str(tmp_path / "absent.jsonl")])
+    assert missing.exit_code != 0 and "cannot be read" in missing.output
+    assert dump(memory) == before
+
+
+def test_backup_checks_its_copy_and_restore_brings_it_back(filled, tmp_path: Path):
+    memory, _ = filled
+    before = dump(memory)
+    copy = tmp_path / "backup.db"
+    result = run("backup", str(copy))
+    assert result.exit_code == 0, result.output
+    assert "checked" in result.output
+    assert dump(copy) == before
+    refused = CliRunner().invoke(cli, ["claude-mem", "backup", str(copy)])
+    assert refused.exit_code != 0 and "--force" in refused.output
+    assert run("backup", "--force", str(copy)).exit_code == 0
+
+    with Store(memory) as store:
+        store.conn.execute("DELETE FROM sessions")
+    assert dump(memory)["sessions"] == []
+    result = run("restore", "--yes", str(copy))
+    assert result.exit_code == 0, result.output
+    assert dump(memory) == before
+    [kept] = memory.parent.glob("claude-mem.db.before-restore-*")
+    assert dump(kept)["sessions"] == [] and str(kept) in result.output
+
+
+def test_restore_asks_first(filled, tmp_path: Path):
+    memory, _ = filled
+    copy = tmp_path / "backup.db"
+    assert run("backup", str(copy)).exit_code == 0
+    with Store(memory) as store:
+        store.conn.execute("DELETE FROM learnings")
+    result = CliRunner().invoke(cli, ["claude-mem", "restore", str(copy)], input="n\n")
+    assert result.exit_code != 0
+    assert dump(memory)["learnings"] == []
+
+
+def login_link(server) -> str:
+    """`datasette claude-mem login` as a user runs it, beside the server's memory."""
+    datasette = Path(sys.executable).with_name("datasette")
+    done = subprocess.run(
+        [str(datasette), "claude-mem", "login", "--url", server.url],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [link] = done.stdout.split()
+    assert link.startswith(f"{server.url}/-/claude-mem/login?token=")
+    return link
+
+
+def sign_in(link: str) -> httpx.Response:
+    return httpx.get(link, follow_redirects=False, timeout=30)
+
+
+def test_login_links_sign_in_to_a_running_server_each_once(mem_server):
+    memory = f"{mem_server.url}/claude-mem.json"
+    assert httpx.get(memory, timeout=30).status_code == 403
+    first, second = login_link(mem_server), login_link(mem_server)
+    assert first != second
+    for link in (first, second):
+        response = sign_in(link)
+        assert response.status_code == 302, response.text
+        assert response.headers["location"] == "/-/claude-mem"
+        cookie = response.cookies["ds_actor"]
+        signed_in = httpx.get(memory, cookies={"ds_actor": cookie}, timeout=30)
+        assert signed_in.status_code == 200, signed_in.text
+        actor = httpx.get(f"{mem_server.url}/-/actor.json", cookies={"ds_actor": cookie})
+        assert actor.json()["actor"] == {"id": "root"}
+        # A link works once.
+        again = sign_in(link)
+        assert again.status_code == 403 and "ds_actor" not in again.cookies
+        assert "has been used" in again.text
+
+
+def test_login_links_not_made_with_the_servers_secret_are_refused(mem_server, tmp_path: Path):
+    from datasette_claude_mem.api.login import sign_in_link
+
+    secret = (mem_server.base_dir / "secret").read_text().strip()
+    expired = sign_in(sign_in_link(secret, mem_server.url, expires_after=-1))
+    assert expired.status_code == 403 and "expired" in expired.text
+    forged = sign_in(sign_in_link("another-secret", mem_server.url))
+    assert forged.status_code == 403 and "not valid" in forged.text
+    for bad in ("", "?token=", "?token=garbage"):
+        response = sign_in(f"{mem_server.url}/-/claude-mem/login{bad}")
+        assert response.status_code == 403 and "ds_actor" not in response.cookies
