@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-
 TITLE_MAX = 120
 SUMMARY_MAX = 600
 DETAIL_MAX = 2000
