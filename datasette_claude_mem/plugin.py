@@ -24,7 +24,8 @@ from datasette_claude_mem.redaction.redactor import Redactor
 from datasette_claude_mem.settings import ENV_SYNCHRONOUS, Config
 from datasette_claude_mem.storage.batching import WriteQueue
 from datasette_claude_mem.storage.queries import QUERIES
-from datasette_claude_mem.storage.store import Store, apply_pragmas, fts_query, migrate
+from datasette_claude_mem.storage.search import fts_query
+from datasette_claude_mem.storage.store import Store, apply_pragmas, migrate
 
 if TYPE_CHECKING:
     from datasette.app import Datasette

@@ -296,3 +296,106 @@ def m005_index_call_graph_names(db: Database) -> None:
         db.execute(
             f"CREATE INDEX idx_cg_{side}_name ON call_graph({last_name(f'{side}_function')})"
         )
+
+
+# The search index. Each searchable table has an external-content FTS5 table declared with
+# content="table" in double quotes: that is the spelling Datasette's and sqlite-utils' FTS
+# detection look for, so Datasette's search box, ?_search=, `sqlite-utils search` and
+# `rebuild-fts` all use the same index as the plugin. Column weights live in the index's own
+# rank setting, so bm25 ranks the same in every client that orders by rank.
+SEARCH_INDEXES: dict[str, dict[str, float]] = {
+    "observations": {
+        "title": 8.0,
+        "summary": 3.0,
+        "detail": 1.0,
+        "tool_name": 4.0,
+        "files_touched": 6.0,
+    },
+    "learnings": {"content": 4.0, "category": 6.0},
+    "sessions": {"summary": 2.0},
+    "prompts": {"prompt": 1.0},
+}
+
+# Prompts arrive as event_log rows; triggers copy each one into a table of its own, so that
+# every client can search them as a table (FTS5 content, `sqlite-utils search`, Datasette).
+PROMPT_EVENT = "UserPromptSubmit"
+_PROMPT_OF = "json_extract({row}.data, '$.prompt')"
+
+
+def create_search_index(db: Database, table: str, weights: dict[str, float]) -> None:
+    """An external-content FTS5 index over `table` with its bm25 weights,
+    filled from what the table holds now. A later table joins search with this call and
+    index_triggers in its own migration."""
+    fts = f"{table}_fts"
+    cols = ", ".join(weights)
+    db.execute(
+        f'CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content="{table}", '
+        "tokenize='porter unicode61')"
+    )
+    ranks = ", ".join(str(w) for w in weights.values())
+    db.execute(f"INSERT INTO {fts}({fts}, rank) VALUES ('rank', 'bm25({ranks})')")
+    db.execute(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
+
+
+def index_triggers(db: Database, table: str, columns: list[str]) -> None:
+    """Triggers that keep `table`'s index in step with it, named as sqlite-utils names its own.
+
+    An update is a delete of the old text and an insert of the new; INSERT OR REPLACE is
+    safe when recursive_triggers is on, which every connection of this project sets.
+    """
+    fts = f"{table}_fts"
+    cols = ", ".join(columns)
+    new = ", ".join(f"new.{c}" for c in columns)
+    old = ", ".join(f"old.{c}" for c in columns)
+    delete = f"INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.rowid, {old});"
+    insert = f"INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});"
+    db.execute(f"CREATE TRIGGER {table}_ai AFTER INSERT ON {table} BEGIN {insert} END")
+    db.execute(f"CREATE TRIGGER {table}_ad AFTER DELETE ON {table} BEGIN {delete} END")
+    db.execute(
+        f"CREATE TRIGGER {table}_au AFTER UPDATE OF {cols} ON {table} BEGIN {delete} {insert} END"
+    )
+
+
+def _create_prompts(db: Database) -> None:
+    is_prompt = f"{{row}}.event_type = '{PROMPT_EVENT}' AND {_PROMPT_OF} IS NOT NULL"
+    copy = (
+        "INSERT INTO prompts (id, project, session_id, prompt, created_at) "
+        f"SELECT new.id, new.project, new.session_id, {_PROMPT_OF.format(row='new')}, "
+        f"new.created_at WHERE {is_prompt.format(row='new')} ON CONFLICT(id) DO NOTHING;"
+    )
+    for statement in (
+        """CREATE TABLE prompts (
+            id TEXT PRIMARY KEY NOT NULL,
+            project TEXT,
+            session_id TEXT,
+            prompt TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX idx_prompts_project ON prompts(project, created_at)",
+        "CREATE INDEX idx_prompts_session ON prompts(session_id)",
+        f"CREATE TRIGGER event_log_prompt_ai AFTER INSERT ON event_log BEGIN {copy} END",
+        "CREATE TRIGGER event_log_prompt_ad AFTER DELETE ON event_log BEGIN "
+        "DELETE FROM prompts WHERE id = old.id; END",
+        "CREATE TRIGGER event_log_prompt_au AFTER UPDATE OF id, event_type, data, project, "
+        "session_id ON event_log BEGIN DELETE FROM prompts WHERE id = old.id; "
+        f"{copy} END",
+        "INSERT INTO prompts (id, project, session_id, prompt, created_at) "
+        f"SELECT id, project, session_id, {_PROMPT_OF.format(row='event_log')}, created_at "
+        f"FROM event_log WHERE {is_prompt.format(row='event_log')}",
+    ):
+        db.execute(statement)
+
+
+@migrations(name="m007_rebuild_search_index")
+def m007_rebuild_search_index(db: Database) -> None:
+    """Rebuild the search index so every client finds it, and widen it to session summaries
+    and prompts: the first indexes declared content='table' (single quotes), which neither
+    Datasette nor sqlite-utils recognise."""
+    for table in ("observations", "learnings"):
+        for suffix in ("ai", "ad", "au"):
+            db.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
+        db.execute(f"DROP TABLE IF EXISTS {table}_fts")
+    _create_prompts(db)
+    for table, weights in SEARCH_INDEXES.items():
+        create_search_index(db, table, weights)
+        index_triggers(db, table, list(weights))
