@@ -246,3 +246,42 @@ def worker(
         pass
     finally:
         store.close()
+
+
+@claude_mem.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Put back lost triggers, defaults, CHECKs and indexes; rebuild the search index",
+)
+def doctor(path: Path | None, repair: bool) -> None:
+    """Check a memory file against the schema its migrations make; exit 1 if it differs."""
+    import sqlite3
+
+    from datasette_claude_mem.storage import doctor as checks
+    from datasette_claude_mem.storage.store import connect
+
+    path = path or Config().db_path
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    conn = None
+    try:
+        conn = connect(path)
+        if repair:
+            for action in checks.repair(conn):
+                click.echo(f"repaired: {action}")
+        problems = checks.check(conn, full=True)
+    except sqlite3.DatabaseError as error:
+        raise click.ClickException(f"{path} cannot be checked: {error}") from error
+    finally:
+        if conn is not None:
+            conn.close()
+    if not problems:
+        click.echo(f"{path}: ok, the schema and search index are as the migrations make them")
+        return
+    for problem in problems:
+        click.echo(f"{path}: {problem}")
+    hint = "" if repair else f"; run: datasette claude-mem doctor --repair {path}"
+    click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}{hint}", err=True)
+    sys.exit(1)

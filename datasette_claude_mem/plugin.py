@@ -163,6 +163,7 @@ async def startup(datasette: Datasette) -> None:
             f"migrated to one: {error}. Point the plugin at another file, or set the "
             f"plugin's 'database' option to the memory database's name."
         ) from error
+    await _warn_about_schema(db)
     for query in QUERIES:
         await datasette.add_query(
             name,
@@ -183,6 +184,15 @@ async def startup(datasette: Datasette) -> None:
     settings = worker_settings(datasette)
     if settings is not None:
         datasette.add_background_task(lambda ds: run_worker(ds, settings), name="claude-mem-worker")
+
+
+async def _warn_about_schema(db: DatasetteDatabase) -> None:
+    """A file whose triggers or defaults were lost still serves, but says so in one line."""
+    from datasette_claude_mem.storage.doctor import startup_warning
+
+    warning = await db.execute_fn(lambda conn: startup_warning(conn, db.path))
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def worker_settings(datasette: Datasette) -> dict[str, Any] | None:
