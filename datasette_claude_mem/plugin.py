@@ -113,6 +113,11 @@ def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:
     return store
 
 
+def semantic_search(datasette: Datasette) -> Any:
+    """The semantic side of search when the embeddings extra is installed, else None."""
+    return None
+
+
 def spool_path(datasette: Datasette) -> Path | None:
     """The command hook's spool belongs to the memory in the same directory."""
     configured = plugin_config(datasette).get("spool")

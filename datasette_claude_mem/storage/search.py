@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import BaseModel, Field
+
 from datasette_claude_mem.storage.models import SearchHit
 
 if TYPE_CHECKING:
@@ -168,26 +170,16 @@ def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...] | None:
     return wanted or None
 
 
-@dataclass
-class SearchResult:
+class SearchResult(BaseModel):
     """Hits best first, the mode that made them, and why it differs from the one asked for."""
 
-    hits: list[SearchHit]
-    mode: str
-    requested_mode: str | None = None
-    notice: str | None = None
-    kinds: tuple[str, ...] = KINDS
-    semantic_model: str | None = None
-
-    def as_json(self) -> dict:
-        return {
-            "mode": self.mode,
-            "requested_mode": self.requested_mode,
-            "notice": self.notice,
-            "kinds": list(self.kinds),
-            "semantic_model": self.semantic_model,
-            "hits": [hit.model_dump(mode="json") for hit in self.hits],
-        }
+    ok: bool = True
+    mode: str = Field(description="The mode that made these hits: keyword, semantic or hybrid")
+    requested_mode: str | None = Field(default=None, description="The mode asked for, if any")
+    notice: str | None = Field(default=None, description="Why the mode differs from the asked")
+    kinds: list[str] = Field(default_factory=lambda: list(KINDS))
+    semantic_model: str | None = Field(default=None, description="The embedding model used")
+    hits: list[SearchHit] = Field(default_factory=list)
 
 
 def keyword_hits(
@@ -267,7 +259,9 @@ def search(
     args = {"project": project, "since": since}
     if used == "keyword":
         hits = keyword_hits(conn, query, kinds=wanted, limit=limit, marks=marks, **args)
-        return SearchResult(hits, used, mode, notice, wanted)
+        return SearchResult(
+            hits=hits, mode=used, requested_mode=mode, notice=notice, kinds=list(wanted)
+        )
     assert semantic is not None
     similar = semantic.hits(conn, query, kinds=wanted, limit=limit * 2, marks=marks, **args)
     if used == "semantic":
@@ -275,7 +269,14 @@ def search(
     else:
         words = keyword_hits(conn, query, kinds=wanted, limit=limit * 2, marks=marks, **args)
         hits = fuse([words, similar], limit)
-    return SearchResult(hits, used, mode, notice, wanted, semantic.model_name)
+    return SearchResult(
+        hits=hits,
+        mode=used,
+        requested_mode=mode,
+        notice=notice,
+        kinds=list(wanted),
+        semantic_model=semantic.model_name,
+    )
 
 
 _NO_EXTRA = (
