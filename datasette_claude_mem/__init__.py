@@ -54,9 +54,9 @@ def extra_css_urls(datasette):
 @hookimpl
 def register_routes(datasette):
     from datasette_claude_mem.api.routes import routes
-    from datasette_claude_mem.pages import views
+    from datasette_claude_mem.pages import search, views
 
-    return routes() + views.routes()
+    return routes() + views.routes() + search.routes()
 
 
 @hookimpl

@@ -285,3 +285,33 @@ def doctor(path: Path | None, repair: bool) -> None:
     hint = "" if repair else f"; run: datasette claude-mem doctor --repair {path}"
     click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}{hint}", err=True)
     sys.exit(1)
+
+
+@claude_mem.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--all", "everything", is_flag=True, help="Also re-embed rows whose text changed")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 1024))
+def embed(path: Path | None, everything: bool, batch_size: int) -> None:
+    """Compute the vectors semantic search needs, for rows that have none (needs the
+    embeddings extra)."""
+    from datasette_claude_mem.storage.search import missing_extra
+
+    reason = missing_extra()
+    if reason:
+        raise click.ClickException(f"semantic search is not installed ({reason})")
+    from datasette_claude_mem.storage.vectors import SentenceTransformerEmbedder
+    from datasette_claude_mem.worker.embed import backfill
+
+    path = path or Config().db_path
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    embedder = SentenceTransformerEmbedder()
+    with Store(path) as store:
+        written = backfill(
+            store,
+            embedder,
+            everything=everything,
+            batch_size=batch_size,
+            progress=lambda count: click.echo(f"{count} embedded", err=True),
+        )
+    click.echo(f"{path}: {written} vectors written with {embedder.name} ({embedder.version})")

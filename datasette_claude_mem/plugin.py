@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
 ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
 ENV_WORKER = "CLAUDE_MEM_WORKER"
+ENV_EMBEDDINGS = "CLAUDE_MEM_EMBEDDINGS"
 T = TypeVar("T")
 
 
@@ -114,8 +115,20 @@ def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:
 
 
 def semantic_search(datasette: Datasette) -> Any:
-    """The semantic side of search when the embeddings extra is installed, else None."""
-    return None
+    """The semantic side of search when the embeddings extra is installed and not switched
+    off (plugin option embeddings: false, or CLAUDE_MEM_EMBEDDINGS=0), else None."""
+    kept = state(datasette)
+    if "semantic" not in kept:
+        from datasette_claude_mem.storage.search import missing_extra
+
+        kept["semantic"] = None
+        configured = plugin_config(datasette).get("embeddings", True)
+        switched_off = os.environ.get(ENV_EMBEDDINGS, "1").lower() in ("0", "false", "off")
+        if configured is not False and not switched_off and missing_extra() is None:
+            from datasette_claude_mem.storage.vectors import SemanticSearch
+
+            kept["semantic"] = SemanticSearch()
+    return kept["semantic"]
 
 
 def spool_path(datasette: Datasette) -> Path | None:
@@ -231,7 +244,27 @@ async def run_worker(datasette: Datasette, settings: dict[str, Any]) -> None:
             await asyncio.sleep(max(interval, 1.0) * 5)
             continue
         if not handled:
+            handled = await _embed_one_batch(datasette)
+        if not handled:
             await asyncio.sleep(interval)
+
+
+async def _embed_one_batch(datasette: Datasette) -> int:
+    """Vectors for a batch of rows that have none, when the queue is idle: the model runs in
+    another thread, the rows are written through the write thread."""
+    semantic = semantic_search(datasette)
+    if semantic is None:
+        return 0
+    from datasette_claude_mem.worker.embed import BATCH_SIZE, embed_rows, store_rows, waiting
+
+    db = memory_database(datasette)
+    assert db is not None
+    embedder = await asyncio.to_thread(lambda: semantic.embedder)
+    batch = await db.execute_fn(lambda conn: waiting(conn, embedder, BATCH_SIZE))
+    if not batch:
+        return 0
+    rows = await asyncio.to_thread(embed_rows, embedder, batch)
+    return await write(datasette, lambda store: store_rows(store, rows))
 
 
 async def _work_one_batch(datasette: Datasette, worker: Any) -> int:

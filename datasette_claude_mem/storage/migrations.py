@@ -386,6 +386,26 @@ def _create_prompts(db: Database) -> None:
         db.execute(statement)
 
 
+def _create_embeddings(db: Database) -> None:
+    """Vectors for semantic search, one per searchable row and model: little-endian float32,
+    with the model's name and version, so that vectors of two models are never compared.
+    text_hash tells a row whose text changed since it was embedded."""
+    db.execute(
+        f"""CREATE TABLE embeddings (
+            kind TEXT NOT NULL CHECK (length(kind) > 0),
+            item_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            version TEXT NOT NULL,
+            dims INTEGER NOT NULL CHECK (dims > 0),
+            vector BLOB NOT NULL CHECK (length(vector) = 4 * dims),
+            text_hash TEXT NOT NULL,
+            {_ts("created_at")},
+            PRIMARY KEY (kind, item_id, model)
+        )"""
+    )
+    db.execute("CREATE INDEX idx_embeddings_model ON embeddings(model, version)")
+
+
 @migrations(name="m007_rebuild_search_index")
 def m007_rebuild_search_index(db: Database) -> None:
     """Rebuild the search index so every client finds it, and widen it to session summaries
@@ -396,6 +416,7 @@ def m007_rebuild_search_index(db: Database) -> None:
             db.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
         db.execute(f"DROP TABLE IF EXISTS {table}_fts")
     _create_prompts(db)
+    _create_embeddings(db)
     for table, weights in SEARCH_INDEXES.items():
         create_search_index(db, table, weights)
         index_triggers(db, table, list(weights))

