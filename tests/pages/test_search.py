@@ -77,7 +77,8 @@ async def test_hits_link_to_their_rows_and_the_mode_is_shown(ds: Datasette, seed
     text = answer.text
     assert "4 hits" in text
     assert re.search(r'cm-search-mode">keyword<', text)
-    assert "these are keyword hits" in text or "needs the embeddings extra" in text
+    asked = (await page(ds, "q=discount&mode=hybrid")).text
+    assert re.search(r'cm-notice" role="status">hybrid search .*these are keyword hits', asked)
     links = re.findall(r'<li class="cm-hit cm-hit-(\w+)">.*?<a href="([^"]+)">', text, re.S)
     assert dict(links) == {
         "observation": f"/claude-mem/observations/{seeded['edit']}",
