@@ -27,7 +27,7 @@ PACKAGED = METADATA
 DB = "claude-mem"
 TABLES = (
     "sessions", "observations", "function_map", "call_graph", "learnings",
-    "pending_queue", "pending_payloads", "event_log",
+    "pending_queue", "pending_payloads", "event_log", "prompts", "embeddings",
 )  # fmt: skip
 
 # Newest first, and the facets people filter by: for datasette.yaml, databases.claude-mem.tables.
@@ -38,6 +38,8 @@ TABLE_CONFIG: dict[str, dict[str, Any]] = {
     "call_graph": {"sort_desc": "created_at", "facets": ["resolution", "source", "project"]},
     "learnings": {"sort_desc": "updated_at", "facets": ["category", "is_active", "project"]},
     "pending_queue": {"sort_desc": "created_at", "facets": ["status", "tool_name", "project"]},
+    "prompts": {"sort_desc": "created_at", "facets": ["project"]},
+    "embeddings": {"sort_desc": "created_at", "facets": ["kind", "model"]},
     "pending_payloads": {"sort_desc": "item_id"},
     "event_log": {"sort_desc": "created_at", "facets": ["event_type", "project"]},
 }
