@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -315,3 +316,27 @@ def embed(path: Path | None, everything: bool, batch_size: int) -> None:
             progress=lambda count: click.echo(f"{count} embedded", err=True),
         )
     click.echo(f"{path}: {written} vectors written with {embedder.name} ({embedder.version})")
+
+
+@claude_mem.command(name="index-docs")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--project", help="The project key [default: the repository of ROOT]")
+@click.option("--glob", "globs", multiple=True, help="Which files (repeatable) [default: "
+              "CLAUDE.md, README*, docs/**/*.md, .claude/**/*.md]")  # fmt: skip
+def index_docs(root: Path, db_path: Path | None, project: str | None, globs: tuple[str, ...]):
+    """Index a project's markdown documents for search (unchanged files are skipped)."""
+    from datasette_claude_mem.worker import docs
+
+    with Store(db_path or Config().db_path) as store:
+        run = docs.index_docs(store, root, project, tuple(globs) or docs.DEFAULT_GLOBS)
+    click.echo(
+        f"{run['project']}: {run['files_seen']} files, {run['files_indexed']} indexed, "
+        f"{run['files_unchanged']} unchanged, {run['files_removed']} removed, "
+        f"{run['chunks']} chunks in {run['duration_ms']} ms"
+    )
+    errors = json.loads(run["errors"])
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    if errors:
+        sys.exit(1)

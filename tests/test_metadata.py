@@ -28,6 +28,7 @@ DB = "claude-mem"
 TABLES = (
     "sessions", "observations", "function_map", "call_graph", "learnings",
     "pending_queue", "pending_payloads", "event_log", "prompts", "embeddings",
+    "documents", "doc_chunks", "index_runs",
 )  # fmt: skip
 
 # Newest first, and the facets people filter by: for datasette.yaml, databases.claude-mem.tables.
@@ -40,6 +41,9 @@ TABLE_CONFIG: dict[str, dict[str, Any]] = {
     "pending_queue": {"sort_desc": "created_at", "facets": ["status", "tool_name", "project"]},
     "prompts": {"sort_desc": "created_at", "facets": ["project"]},
     "embeddings": {"sort_desc": "created_at", "facets": ["kind", "model"]},
+    "documents": {"sort_desc": "indexed_at", "facets": ["project"]},
+    "doc_chunks": {"sort_desc": "created_at", "facets": ["project", "path"]},
+    "index_runs": {"sort_desc": "started_at", "facets": ["status", "project"]},
     "pending_payloads": {"sort_desc": "item_id"},
     "event_log": {"sort_desc": "created_at", "facets": ["event_type", "project"]},
 }

@@ -35,6 +35,7 @@ KIND_LABELS = {
     "learning": "Learnings",
     "session": "Session summaries",
     "prompt": "Prompts",
+    "doc": "Documents",
 }
 
 
@@ -54,7 +55,12 @@ def pieces(snippet: str) -> list[tuple[str, bool]]:
 def hit_link(links: Links, hit: SearchHit) -> str:
     if hit.kind == "session":
         return links.session(hit.id)
-    table = {"observation": "observations", "learning": "learnings", "prompt": "prompts"}
+    table = {
+        "observation": "observations",
+        "learning": "learnings",
+        "prompt": "prompts",
+        "doc": "doc_chunks",
+    }
     return links.row(table[hit.kind], hit.id)
 
 

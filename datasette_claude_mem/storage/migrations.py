@@ -314,6 +314,7 @@ SEARCH_INDEXES: dict[str, dict[str, float]] = {
     "learnings": {"content": 4.0, "category": 6.0},
     "sessions": {"summary": 2.0},
     "prompts": {"prompt": 1.0},
+    "doc_chunks": {"heading": 6.0, "body": 1.0, "path": 5.0},
 }
 
 # Prompts arrive as event_log rows; triggers copy each one into a table of its own, so that
@@ -406,6 +407,53 @@ def _create_embeddings(db: Database) -> None:
     db.execute("CREATE INDEX idx_embeddings_model ON embeddings(model, version)")
 
 
+def _create_documents(db: Database) -> None:
+    """A project's own documents: a row per file (its sha256 says whether it changed), its
+    chunks by heading with their line ranges, and a row per indexing pass."""
+    for statement in (
+        f"""CREATE TABLE documents (
+            {_ID},
+            project TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            {_int("bytes", 0)},
+            {_int("chunks", 0)},
+            {_ts("indexed_at")},
+            UNIQUE (project, path)
+        )""",
+        f"""CREATE TABLE doc_chunks (
+            {_ID},
+            document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            project TEXT NOT NULL,
+            path TEXT NOT NULL,
+            heading TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '',
+            body TEXT NOT NULL,
+            line_start INTEGER NOT NULL,
+            line_end INTEGER NOT NULL CHECK (line_end >= line_start),
+            {_ts("created_at")}
+        )""",
+        "CREATE INDEX idx_chunks_document ON doc_chunks(document_id)",
+        "CREATE INDEX idx_chunks_project ON doc_chunks(project, path)",
+        f"""CREATE TABLE index_runs (
+            {_ID},
+            project TEXT NOT NULL,
+            root TEXT NOT NULL,
+            {_enum("status", ("running", "done", "error"), "running")},
+            {_ts("started_at")},
+            finished_at TEXT,
+            duration_ms INTEGER,
+            {_int("files_seen", 0)},
+            {_int("files_indexed", 0)},
+            {_int("files_unchanged", 0)},
+            {_int("files_removed", 0)},
+            {_int("chunks", 0)},
+            {_json_array("errors")}
+        )""",
+        "CREATE INDEX idx_runs_project ON index_runs(project, started_at)",
+    ):
+        db.execute(statement)
+
+
 @migrations(name="m007_rebuild_search_index")
 def m007_rebuild_search_index(db: Database) -> None:
     """Rebuild the search index so every client finds it, and widen it to session summaries
@@ -417,6 +465,7 @@ def m007_rebuild_search_index(db: Database) -> None:
         db.execute(f"DROP TABLE IF EXISTS {table}_fts")
     _create_prompts(db)
     _create_embeddings(db)
+    _create_documents(db)
     for table, weights in SEARCH_INDEXES.items():
         create_search_index(db, table, weights)
         index_triggers(db, table, list(weights))

@@ -453,7 +453,7 @@ class HookOutput(BaseModel):
 
 
 class SearchHit(BaseModel):
-    kind: str = Field(description="observation, learning, session or prompt")
+    kind: str = Field(description="observation, learning, session, prompt or doc")
     id: str
     project: str | None = None
     session_id: str | None = None

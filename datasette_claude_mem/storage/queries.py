@@ -148,8 +148,9 @@ ORDER BY at, id""",
         title="Search memory",
         description=(
             "Full-text search over observations, learnings (global ones included), session "
-            "summaries and prompts, best first; each word of q must match. kinds narrows to "
-            "some of observation, learning, session, prompt (comma-separated); since is an "
+            "summaries, prompts and project documents, best first; each word of q must match. "
+            "kinds narrows to "
+            "some of observation, learning, session, prompt, doc (comma-separated); since is an "
             "ISO 8601 UTC time. The same search as the JSON API's /-/claude-mem/search."
         ),
         sql=keyword_sql(

@@ -111,6 +111,17 @@ SOURCES: tuple[Source, ...] = (
         text="t.prompt",
         boost="0.8",
     ),
+    Source(
+        kind="doc",
+        table="doc_chunks",
+        session_id="NULL",
+        type="'doc'",
+        title="coalesce(nullif(t.heading, ''), t.path)",
+        file="t.path",
+        created_at="t.created_at",
+        project="t.project = :project",
+        text="t.path || char(10) || t.heading || char(10) || t.body",
+    ),
 )
 KINDS: tuple[str, ...] = tuple(source.kind for source in SOURCES)
 SOURCE_BY_KIND = {source.kind: source for source in SOURCES}
