@@ -246,6 +246,8 @@ async def run_worker(datasette: Datasette, settings: dict[str, Any]) -> None:
         if not handled:
             handled = await _embed_one_batch(datasette)
         if not handled:
+            handled = await _refresh_documents(datasette)
+        if not handled:
             await asyncio.sleep(interval)
 
 
@@ -265,6 +267,18 @@ async def _embed_one_batch(datasette: Datasette) -> int:
         return 0
     rows = await asyncio.to_thread(embed_rows, embedder, batch)
     return await write(datasette, lambda store: store_rows(store, rows))
+
+
+async def _refresh_documents(datasette: Datasette) -> int:
+    """Index again the documents of projects whose sessions wrote markdown since."""
+    from datasette_claude_mem.worker.docs import index_docs, stale_projects
+
+    db = memory_database(datasette)
+    assert db is not None
+    projects = await db.execute_fn(stale_projects)
+    for project in projects:
+        await write(datasette, lambda store, p=project: index_docs(store, Path(p), p))
+    return len(projects)
 
 
 async def _work_one_batch(datasette: Datasette, worker: Any) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,12 @@ def index_docs(
             "INSERT INTO index_runs (id, project, root, started_at) VALUES (?, ?, ?, ?)",
             [run_id, project, str(root), utc_now()],
         )
+        if not root.is_dir():  # never taken for "every document is gone"
+            conn.execute(
+                "UPDATE index_runs SET status = 'error', finished_at = ?, errors = ? WHERE id = ?",
+                [utc_now(), to_json([f"{root} is not a directory"]), run_id],
+            )
+            return _run(store, run_id)
     counts = {"files_seen": 0, "files_indexed": 0, "files_unchanged": 0, "chunks": 0}
     errors: list[str] = []
     known = dict(
@@ -125,9 +132,26 @@ def index_docs(
                 run_id,
             ],
         )
+    return _run(store, run_id)
+
+
+def _run(store: Store, run_id: str) -> dict:
     row = store.conn.execute("SELECT * FROM index_runs WHERE id = ?", [run_id])
     names = [d[0] for d in row.description]
     return dict(zip(names, row.fetchone(), strict=True))
+
+
+def stale_projects(conn: sqlite3.Connection) -> list[str]:
+    """Projects where a session wrote a markdown file since their documents were last
+    indexed: the worker indexes them again (unchanged files cost a hash each)."""
+    rows = conn.execute(
+        """SELECT DISTINCT o.project FROM observations o
+        WHERE o.tool_name IN ('Write', 'Edit', 'MultiEdit') AND o.files_touched LIKE '%.md%'
+          AND o.created_at > coalesce(
+            (SELECT max(r.started_at) FROM index_runs r WHERE r.project = o.project), '')
+          AND o.project != ''"""
+    )
+    return [row[0] for row in rows]
 
 
 def _save(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,36 @@ def test_the_index_docs_command(config, project: Path) -> None:
     assert [r["path"] for r in db_rows(config.db_path, "SELECT path FROM documents")] == [
         "docs/ops/backup.md"
     ]
+
+
+def test_a_missing_root_is_an_error_and_removes_nothing(store: Store, project: Path) -> None:
+    first = index_docs(store, project)
+    run = index_docs(store, project / "gone", first["project"])
+    assert run["status"] == "error" and "not a directory" in run["errors"]
+    assert store.conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 4
+
+
+def test_the_servers_worker_indexes_documents_a_session_wrote(mem_server_factory, project):
+    server = mem_server_factory(worker=True)
+    started = server.request(
+        "POST", "/-/claude-mem/sessions", json={"id": "s1", "project_dir": str(project)}
+    )
+    assert started.status_code == 201, started.text
+    written = server.request(
+        "POST",
+        "/-/claude-mem/observations",
+        json={
+            "session_id": "s1",
+            "tool_name": "Write",
+            "title": "Wrote the deploy notes",
+            "summary": "docs",
+            "files_touched": [str(project / "docs" / "ops" / "backup.md")],
+        },
+    )
+    assert written.status_code == 201, written.text
+    for _ in range(1200):  # bounded: two minutes at most
+        if db_rows(server.db_path, "SELECT id FROM index_runs WHERE status = 'done'"):
+            break
+        time.sleep(0.1)
+    found = server.request("GET", "/-/claude-mem/search?q=snapshot&kinds=doc").json()
+    assert [hit["file"] for hit in found["hits"]] == ["docs/ops/backup.md"]
