@@ -17,7 +17,7 @@ from datasette_claude_mem.storage.models import (
 )
 from datasette_claude_mem.storage.store import Store
 
-A, B = "/work/shop", "/work/blog"
+A, B = "/src/shop", "/src/blog"
 
 
 @pytest_asyncio.fixture

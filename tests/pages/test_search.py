@@ -19,7 +19,7 @@ from datasette_claude_mem.storage.models import (
 from datasette_claude_mem.storage.search import HTML_MARKS
 from datasette_claude_mem.storage.store import Store
 
-PROJECT = "/work/shop"
+PROJECT = "/src/shop"
 
 
 def root(ds: Datasette) -> dict[str, str]:

@@ -22,7 +22,7 @@ from datasette_claude_mem.storage.models import (
 from datasette_claude_mem.storage.store import Store
 
 SQLITE_UTILS = str(Path(sys.executable).parent / "sqlite-utils")
-PROJECT = "/work/shop"
+PROJECT = "/src/shop"
 
 
 def seed(store: Store) -> dict[str, str]:

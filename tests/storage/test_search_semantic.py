@@ -30,7 +30,7 @@ from datasette_claude_mem.storage.vectors import (  # noqa: E402
 )
 from datasette_claude_mem.worker.embed import backfill, embed_new  # noqa: E402
 
-PROJECT = "/work/shop"
+PROJECT = "/src/shop"
 NOTES = {
     "discount": ("Fixed discount rounding in the cart", "round once, after the total"),
     "websocket": ("Added a retry to the websocket client", "reconnect with backoff"),
