@@ -141,5 +141,5 @@ def test_the_servers_worker_indexes_documents_a_session_wrote(mem_server_factory
         if db_rows(server.db_path, "SELECT id FROM index_runs WHERE status = 'done'"):
             break
         time.sleep(0.1)
-    found = server.request("GET", "/-/claude-mem/search?q=snapshot&kinds=doc").json()
+    found = server.request("GET", "/-/claude-mem/search?q=snapshot&kinds=doc&mode=keyword").json()
     assert [hit["file"] for hit in found["hits"]] == ["docs/ops/backup.md"]
