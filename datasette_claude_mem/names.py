@@ -19,6 +19,8 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 # Every route of the plugin, JSON and HTML, lives under this prefix.
 PREFIX = "/-/claude-mem"
 HOOK_PATH = f"{PREFIX}/hooks"
+MCP_PATH = f"{PREFIX}/mcp"
+MCP_SERVER_NAME = "claude-mem"
 MENU_LABEL = "Claude memory"
 
 PACKAGE_DIR = Path(__file__).parent

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from datasette.app import Datasette
 
+from datasette_claude_mem.claude_code.context import SECTIONS
 from datasette_claude_mem.names import PREFIX, SERVE_CONFIG
 from datasette_claude_mem.settings import Config
 
@@ -31,18 +32,13 @@ MEMORY_TABLES = frozenset(
         "pending_queue",
         "pending_payloads",
         "event_log",
+        "memory_entries",
     }
 )
 
 
 # The context's Markdown headings, and the section each one stands for.
-CONTEXT_SECTIONS = {
-    "Recent sessions": "session_index",
-    "Recently changed functions": "function_map",
-    "Learnings": "learnings",
-    "Recent observations": "observations",
-    "Callers of changed functions": "call_graph",
-}
+CONTEXT_SECTIONS = {title: key for key, title in SECTIONS}
 
 
 def db_rows(db_path: Path, sql: str, params: list[Any] | tuple = ()) -> list[dict[str, Any]]:
@@ -227,3 +223,23 @@ class MemServer:
         if payload is not None:
             kwargs["json"] = payload
         return self.request("POST", "/-/claude-mem/hooks", **kwargs)
+
+
+def mcp_client(target: Datasette | str, token: str | None = None, **headers: str):
+    """The MCP SDK's own client over Streamable HTTP, with the handshake Claude Code uses:
+    to a Datasette in this process (through an ASGI transport, as datasette.client) or to
+    a server's base URL."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    sent = {**(bearer(token) if token else {}), **headers}
+    if isinstance(target, str):
+        base = target
+        http = httpx2.AsyncClient(headers=sent, timeout=60)
+    else:
+        base = "http://localhost"
+        transport = httpx2.ASGITransport(app=target.app())
+        http = httpx2.AsyncClient(transport=transport, base_url=base, headers=sent)
+    transport = streamable_http_client(f"{base}{PREFIX}/mcp", http_client=http)
+    return Client(transport, mode="legacy", cache=None)

@@ -27,8 +27,8 @@ PACKAGED = METADATA
 DB = "claude-mem"
 TABLES = (
     "sessions", "observations", "function_map", "call_graph", "learnings",
-    "pending_queue", "pending_payloads", "event_log", "prompts", "embeddings",
-    "documents", "doc_chunks", "index_runs",
+    "pending_queue", "pending_payloads", "event_log", "memory_entries", "prompts",
+    "embeddings", "documents", "doc_chunks", "index_runs",
 )  # fmt: skip
 
 # Newest first, and the facets people filter by: for datasette.yaml, databases.claude-mem.tables.
@@ -46,6 +46,7 @@ TABLE_CONFIG: dict[str, dict[str, Any]] = {
     "index_runs": {"sort_desc": "started_at", "facets": ["status", "project"]},
     "pending_payloads": {"sort_desc": "item_id"},
     "event_log": {"sort_desc": "created_at", "facets": ["event_type", "project"]},
+    "memory_entries": {"sort_desc": "created_at", "facets": ["namespace", "kind", "project"]},
 }
 
 

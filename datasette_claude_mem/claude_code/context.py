@@ -18,8 +18,20 @@ if TYPE_CHECKING:
 
 MAX_BYTES = 9_500
 
+# The context's sections in the order they appear: the key (the settings' budget, the JSON
+# answer's `sections`) and the Markdown heading each one has.
+SECTIONS = (
+    ("session_index", "Recent sessions"),
+    ("learnings", "Learnings"),
+    ("function_map", "Recently changed functions"),
+    ("call_graph", "Callers of changed functions"),
+    ("observations", "Recent observations"),
+)
+
 
 def tokens(text: str) -> int:
+    """Rough token count (characters / 4, rounded up): cheap, and good enough for budgets
+    and stats; the context's budgets and the compressors' counts both use it."""
     return (len(text) + 3) // 4
 
 
@@ -33,6 +45,13 @@ class Context:
     def tokens(self) -> int:
         return tokens(self.markdown)
 
+    def with_tools_line(self, session_id: str | None = None) -> str:
+        """The Markdown as SessionStart gives it: closed by the line that tells the agent
+        how to ask the memory more (the MCP tools) and which session to name."""
+        if not self.markdown:
+            return ""
+        return f"{self.markdown}\n\n{tools_line(self.project, session_id)}"
+
     def as_json(self) -> dict:
         return {
             "project": self.project,
@@ -41,6 +60,16 @@ class Context:
             "bytes": len(self.markdown.encode("utf-8")),
             "sections": self.sections,
         }
+
+
+def tools_line(project: str, session_id: str | None = None) -> str:
+    """One line naming the MCP tools and the order that keeps answers small."""
+    scope = f'session_id="{session_id}"' if session_id else f'project="{_clip(project, 200)}"'
+    return (
+        "Ask the memory more with the claude-mem MCP tools: search → timeline → get "
+        "(each answer lists the ids the next one takes), about (a file or function), "
+        f"remember, forget, context; pass {scope}."
+    )
 
 
 def _clip(text: str, limit: int) -> str:
@@ -123,17 +152,17 @@ def build_context(
     budget = (config or Config()).context_budget
     # One scan of the function map serves both its section and the call graph's.
     changed = store.changed_functions(project, limit=40)
-    sections = [
-        ("session_index", "Recent sessions", _sessions(store, project, current_session)),
-        ("learnings", "Learnings", _learnings(store, project)),
-        ("function_map", "Recently changed functions", _functions(changed)),
-        ("call_graph", "Callers of changed functions", _call_graph(store, project, changed)),
-        ("observations", "Recent observations", _observations(store, project)),
-    ]
+    lines = {
+        "session_index": _sessions(store, project, current_session),
+        "learnings": _learnings(store, project),
+        "function_map": _functions(changed),
+        "call_graph": _call_graph(store, project, changed),
+        "observations": _observations(store, project),
+    }
     parts = []
     counts = {}
-    for key, title, lines in sections:
-        text = _fit(title, lines, budget[key])
+    for key, title in SECTIONS:
+        text = _fit(title, lines[key], budget[key])
         if text:
             parts.append(text)
             counts[key] = tokens(text)

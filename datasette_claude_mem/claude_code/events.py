@@ -173,7 +173,7 @@ def handle_hook(
             output = {
                 "hookSpecificOutput": {
                     "hookEventName": "SessionStart",
-                    "additionalContext": context.markdown,
+                    "additionalContext": context.with_tools_line(session_id),
                 }
             }
     if event == "SessionEnd":

@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from datasette_claude_mem.names import DEFAULT_URL, HOOK_PATH, HOOK_SCRIPT
+from datasette_claude_mem.names import (
+    DEFAULT_URL,
+    HOOK_PATH,
+    HOOK_SCRIPT,
+    MCP_PATH,
+    MCP_SERVER_NAME,
+)
 from datasette_claude_mem.storage.models import HOOK_EVENTS
 
 EVENTS = HOOK_EVENTS
@@ -131,3 +137,51 @@ def uninstall(path: Path) -> bool:
     """Remove only our hook entries; returns whether the file changed."""
     before = _load(path)
     return _save(path, before, _without_ours(before)) if path.exists() else False
+
+
+# The MCP server, for Claude Code: user scope in ~/.claude.json, project scope in .mcp.json.
+
+
+def mcp_config_path(project_dir: Path | None = None) -> Path:
+    if project_dir is not None:
+        return project_dir / ".mcp.json"
+    return Path.home() / ".claude.json"
+
+
+def our_mcp_server(url: str = DEFAULT_URL) -> dict[str, Any]:
+    """Claude Code expands ${VAR} in headers, so the token stays in the environment."""
+    return {
+        "type": "http",
+        "url": url.rstrip("/") + MCP_PATH,
+        "headers": {"Authorization": f"Bearer ${{{TOKEN_VAR}}}"},
+    }
+
+
+def read_mcp_config(path: Path) -> dict[str, Any]:
+    """The file's JSON, refused (before anything is written) when it cannot hold servers."""
+    data = _load(path)
+    servers = data.get("mcpServers")
+    if servers is not None and not isinstance(servers, dict):
+        raise SettingsError(f"{path}: mcpServers is not a JSON object; it was left as it is")
+    return data
+
+
+def install_mcp(path: Path, url: str = DEFAULT_URL) -> bool:
+    """Register the memory's MCP server, leaving every other server and key as it is."""
+    before = read_mcp_config(path)
+    servers = before.get("mcpServers")
+    after = {**before, "mcpServers": {**(servers or {}), MCP_SERVER_NAME: our_mcp_server(url)}}
+    return _save(path, before, after)
+
+
+def uninstall_mcp(path: Path) -> bool:
+    """Remove only the memory's MCP server; an mcpServers left empty goes too."""
+    before = _load(path) if path.exists() else {}
+    servers = before.get("mcpServers")
+    if not isinstance(servers, dict) or MCP_SERVER_NAME not in servers:
+        return False
+    kept = {name: entry for name, entry in servers.items() if name != MCP_SERVER_NAME}
+    after = {k: v for k, v in before.items() if k != "mcpServers"}
+    if kept:
+        after["mcpServers"] = kept
+    return _save(path, before, after)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
 from datasette_claude_mem.claude_code.events import handle_hook
+from datasette_claude_mem.storage.errors import is_busy
 from datasette_claude_mem.storage.store import Store
 
 INGESTING_SUFFIX = ".ingesting"
@@ -37,13 +37,6 @@ def ingest_spool(store: Store, spool_path: Path, **hook_options: Any) -> int:
         if not finished:
             return count  # the rest waits, in the working file, for the next pass
         working.unlink()
-
-
-def _is_busy(error: BaseException) -> bool:
-    message = str(error).lower()
-    return isinstance(error, sqlite3.OperationalError) and (
-        "locked" in message or "busy" in message
-    )
 
 
 def _ingest_file(store: Store, path: Path, hook_options: dict[str, Any]) -> tuple[int, bool]:
@@ -71,7 +64,7 @@ def _ingest_file(store: Store, path: Path, hook_options: dict[str, Any]) -> tupl
             except Exception as error:  # noqa: BLE001 - one bad event must not stop the start
                 # Its transaction was rolled back. A busy database is no fault of the line:
                 # stop here and keep the file (ids make the next pass store nothing twice).
-                if _is_busy(error):
+                if is_busy(error):
                     print(f"claude-mem: spool left for later: {error}", file=sys.stderr)
                     return count, False
                 print(f"claude-mem: skipped spool line {number}: {error}", file=sys.stderr)

@@ -16,7 +16,8 @@ from datasette.utils.asgi import Request, Response
 
 from datasette_claude_mem import plugin
 from datasette_claude_mem.names import PREFIX
-from datasette_claude_mem.pages.views import Links, memory_database, read_projects
+from datasette_claude_mem.pages.links import Links
+from datasette_claude_mem.pages.views import memory_database, project_list
 from datasette_claude_mem.storage.models import SearchHit, format_ts
 from datasette_claude_mem.storage.search import (
     HTML_MARKS,
@@ -35,6 +36,7 @@ KIND_LABELS = {
     "learning": "Learnings",
     "session": "Session summaries",
     "prompt": "Prompts",
+    "note": "Saved notes",
     "doc": "Documents",
 }
 
@@ -59,6 +61,7 @@ def hit_link(links: Links, hit: SearchHit) -> str:
         "observation": "observations",
         "learning": "learnings",
         "prompt": "prompts",
+        "note": "memory_entries",
         "doc": "doc_chunks",
     }
     return links.row(table[hit.kind], hit.id)
@@ -93,7 +96,8 @@ async def search_page(request: Request, datasette: Datasette) -> Response:
         limit, since = 20, None
 
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
-        data: dict[str, Any] = {"projects": read_projects(conn, limit=500), "result": None}
+        projects = project_list(plugin.open_store(datasette, conn), limit=500)
+        data: dict[str, Any] = {"projects": projects, "result": None}
         if form["q"] and error is None:
             data["result"] = search(
                 conn,
@@ -112,7 +116,9 @@ async def search_page(request: Request, datasette: Datasette) -> Response:
         data = await db.execute_fn(read)
     except SearchError as problem:
         error, status = str(problem), 400
-        data = await db.execute_fn(lambda conn: {"projects": read_projects(conn, 500)})
+        data = await db.execute_fn(
+            lambda conn: {"projects": project_list(plugin.open_store(datasette, conn), 500)}
+        )
         data["result"] = None
     hits = []
     if data["result"] is not None:

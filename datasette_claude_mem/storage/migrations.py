@@ -298,6 +298,44 @@ def m005_index_call_graph_names(db: Database) -> None:
         )
 
 
+FORGET_COLUMNS = ("forgotten_at TEXT", "forgotten_by TEXT", "forgotten_reason TEXT")
+
+
+@migrations(name="m009_add_memory_entries")
+def m009_add_memory_entries(db: Database) -> None:
+    """What an agent saves on purpose, and forgetting: entries are versioned by namespace and
+    key (a later save supersedes, the history stays), and learnings, observations and entries
+    can be forgotten with who, when and why, so they leave the context and search but not
+    the record."""
+    db.execute(
+        f"""CREATE TABLE memory_entries (
+            {_ID},
+            project TEXT,
+            namespace TEXT NOT NULL CHECK (length(trim(namespace)) > 0),
+            key TEXT NOT NULL CHECK (length(trim(key)) > 0),
+            version INTEGER NOT NULL CHECK (version >= 1),
+            {_enum("kind", ("learning", "note"), "note")},
+            category TEXT,
+            {_confidence("confidence", 0.5)},
+            value TEXT NOT NULL CHECK (length(trim(value)) > 0),
+            session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+            created_by TEXT,
+            {_ts("created_at")},
+            superseded_at TEXT,
+            {", ".join(FORGET_COLUMNS)},
+            UNIQUE (namespace, key, version)
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX idx_entries_current ON memory_entries(project, created_at) "
+        "WHERE superseded_at IS NULL AND forgotten_at IS NULL"
+    )
+    _create_fts(db, "memory_entries", ["key", "value"])
+    for table in ("observations", "learnings"):
+        for column in FORGET_COLUMNS:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
 # The search index. Each searchable table has an external-content FTS5 table declared with
 # content="table" in double quotes: that is the spelling Datasette's and sqlite-utils' FTS
 # detection look for, so Datasette's search box, ?_search=, `sqlite-utils search` and
@@ -315,6 +353,7 @@ SEARCH_INDEXES: dict[str, dict[str, float]] = {
     "sessions": {"summary": 2.0},
     "prompts": {"prompt": 1.0},
     "doc_chunks": {"heading": 6.0, "body": 1.0, "path": 5.0},
+    "memory_entries": {"key": 6.0, "value": 2.0},
 }
 
 # Prompts arrive as event_log rows; triggers copy each one into a table of its own, so that
@@ -456,10 +495,11 @@ def _create_documents(db: Database) -> None:
 
 @migrations(name="m007_rebuild_search_index")
 def m007_rebuild_search_index(db: Database) -> None:
-    """Rebuild the search index so every client finds it, and widen it to session summaries
-    and prompts: the first indexes declared content='table' (single quotes), which neither
-    Datasette nor sqlite-utils recognise."""
-    for table in ("observations", "learnings"):
+    """Rebuild the search index so every client finds it, and widen it to session summaries,
+    prompts and documents: the first indexes declared content='table' (single quotes), which
+    neither Datasette nor sqlite-utils recognise. It comes after m009, whose entries it
+    indexes again."""
+    for table in ("observations", "learnings", "memory_entries"):
         for suffix in ("ai", "ad", "au"):
             db.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
         db.execute(f"DROP TABLE IF EXISTS {table}_fts")

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -131,6 +132,16 @@ class LearningCategory(StrEnum):
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _no_nul(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("a path cannot contain a NUL character")
+    return path
+
+
+# A directory as the file system takes it: no operating system accepts a NUL in a path.
+DirectoryPath = Annotated[NonEmpty, AfterValidator(_no_nul)]
 # JSON text in SQLite, a list or an object in Python.
 JsonList = Json[list[str]]
 JsonObject = Json[dict[str, Any]]
@@ -163,7 +174,7 @@ class Record(BaseModel):
 
 class SessionStart(Input):
     id: NonEmpty | None = None
-    project_dir: NonEmpty
+    project_dir: DirectoryPath
     project: NonEmpty | None = Field(
         None, description="Project key; derived from project_dir (its repository) when omitted"
     )
@@ -466,3 +477,52 @@ class SearchHit(BaseModel):
     rank: float = Field(description="Lower is better: weighted bm25, or 1 - cosine similarity")
     score: float = Field(default=0.0, description="Higher is better, within one answer")
     created_at: Timestamp
+
+
+# Memory entries: what an agent saves on purpose
+
+
+class EntryKind(StrEnum):
+    LEARNING = "learning"
+    NOTE = "note"
+
+
+class MemoryEntrySave(Input):
+    namespace: NonEmpty = Field(description="A hierarchy such as project:<key>/decisions")
+    key: NonEmpty
+    value: NonEmpty
+    kind: EntryKind = EntryKind.NOTE
+    category: str | None = None
+    confidence: Confidence = 0.5
+    project: str | None = Field(None, description="None makes a global entry")
+    session_id: str | None = None
+    created_by: str | None = None
+
+
+class MemoryEntry(Record):
+    id: str
+    project: str | None = None
+    namespace: str
+    key: str
+    version: int
+    kind: EntryKind
+    category: str | None = None
+    confidence: float
+    value: str
+    session_id: str | None = None
+    created_by: str | None = None
+    created_at: Timestamp
+    superseded_at: Timestamp | None = None
+    forgotten_at: Timestamp | None = None
+    forgotten_by: str | None = None
+    forgotten_reason: str | None = None
+
+
+class Forgotten(BaseModel):
+    """What forget() retired: which table the id was in, and who, when and why."""
+
+    kind: str = Field(description="learning, observation or entry")
+    id: str
+    forgotten_at: Timestamp
+    forgotten_by: str
+    forgotten_reason: str

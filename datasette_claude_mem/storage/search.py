@@ -70,6 +70,7 @@ SOURCES: tuple[Source, ...] = (
         project="t.project = :project",
         text="t.title || char(10) || t.summary || coalesce(char(10) || substr(t.detail, 1, 2000), "
         "'')",
+        where="t.forgotten_at IS NULL",
         boost="CASE WHEN t.tool_name IN ({}) THEN 1.5 ELSE 1.0 END".format(
             ", ".join(f"'{tool}'" for tool in CHANGE_TOOLS)
         ),
@@ -84,7 +85,7 @@ SOURCES: tuple[Source, ...] = (
         created_at="t.created_at",
         project="(t.project = :project OR t.project IS NULL)",
         text="t.category || ': ' || t.content",
-        where="t.is_active = 1",
+        where="t.is_active = 1 AND t.forgotten_at IS NULL",
         boost="1.2",
     ),
     Source(
@@ -110,6 +111,18 @@ SOURCES: tuple[Source, ...] = (
         project="t.project = :project",
         text="t.prompt",
         boost="0.8",
+    ),
+    Source(
+        kind="note",
+        table="memory_entries",
+        session_id="t.session_id",
+        type="t.kind",
+        title="t.namespace || '/' || t.key",
+        file="NULL",
+        created_at="t.created_at",
+        project="(t.project = :project OR t.project IS NULL)",
+        text="t.key || ': ' || t.value",
+        where="t.superseded_at IS NULL AND t.forgotten_at IS NULL",
     ),
     Source(
         kind="doc",

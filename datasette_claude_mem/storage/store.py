@@ -14,19 +14,20 @@ import hashlib
 import json
 import random
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 from pydantic import TypeAdapter
 from sqlite_utils import Database
 
 from datasette_claude_mem.claude_code.project import project_key
+from datasette_claude_mem.storage.entries import EntryStore
+from datasette_claude_mem.storage.errors import LeaseLost, NotFound, is_busy
 from datasette_claude_mem.storage.migrations import migrations
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,
@@ -54,7 +55,11 @@ from datasette_claude_mem.storage.models import (
     utc_now,
 )
 from datasette_claude_mem.storage.queries import QUERY_SQL
+from datasette_claude_mem.storage.search import fts_query as fts_query  # the MCP tools use it
 from datasette_claude_mem.storage.search import search
+
+if TYPE_CHECKING:
+    from datasette_claude_mem.settings import Config
 
 T = TypeVar("T")
 
@@ -62,18 +67,6 @@ T = TypeVar("T")
 # before a write is reported as failed. SQLite's own busy handler sleeps up to busy_timeout
 # for each attempt.
 WRITE_RETRY_SECONDS = 120.0
-
-
-class StoreError(Exception):
-    """A request the store cannot carry out; the message is meant for the caller."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class LeaseLost(StoreError):
-    """The item is no longer held by this worker: its lease expired and it went back."""
 
 
 class Saved(NamedTuple):
@@ -101,11 +94,6 @@ def connect(
     return conn
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    message = str(error).lower()
-    return "locked" in message or "busy" in message
-
-
 def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
     """Take the write lock, trying again until the deadline if another writer holds it.
 
@@ -118,7 +106,7 @@ def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
             conn.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as error:
-            if not _is_busy(error) or time.monotonic() > deadline:
+            if not is_busy(error) or time.monotonic() > deadline:
                 raise
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.05)
@@ -180,7 +168,7 @@ def _changes(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT changes()").fetchone()[0]
 
 
-class Store:
+class Store(EntryStore):
     def __init__(
         self,
         target: str | Path | sqlite3.Connection | Database,
@@ -216,6 +204,17 @@ class Store:
         self.redact_value = redact_value
         self._depth = 0  # savepoints open inside a caller's transaction
         self._checkpoint_wanted = False
+
+    @classmethod
+    def open(cls, config: Config, path: str | Path | None = None, **kwargs: Any) -> Store:
+        """The store on a memory file (the configured one by default), its connection made
+        with the configured pragmas: every command opens the memory this way."""
+        return cls(
+            path or config.db_path,
+            synchronous=config.synchronous,
+            busy_timeout_ms=config.busy_timeout_ms,
+            **kwargs,
+        )
 
     def _redact_opt(self, text: str | None) -> str | None:
         return None if text is None else self.redact_text(text)
@@ -271,7 +270,7 @@ class Store:
                 conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() > deadline:
+                if not is_busy(error) or time.monotonic() > deadline:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
@@ -479,7 +478,8 @@ class Store:
         """A project's latest observations, newest first (embeddings as in list_observations)."""
         rows = self._all(
             f"SELECT {_observation_columns(with_embeddings)} FROM observations "
-            "WHERE project = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            "WHERE project = ? AND forgotten_at IS NULL "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
             [project, limit],
         )
         return _OBSERVATIONS.validate_python(rows)
@@ -1004,37 +1004,31 @@ class Store:
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         event_id: str | None = None,
-    ) -> EventLogEntry | None:
-        """Best effort: a failure to log is reported on stderr, never raised to the caller."""
-        try:
-            row_id = event_id or new_id()
-            payload = to_json(self.redact_value(data or {}))
-            with self.write():
-                inserted = self._all(
-                    "INSERT INTO event_log (id, project, session_id, event_type, data, "
-                    "duration_ms, tokens_in, tokens_out, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING *",
-                    [
-                        row_id,
-                        project,
-                        session_id,
-                        event_type,
-                        payload,
-                        duration_ms,
-                        tokens_in,
-                        tokens_out,
-                        utc_now(),
-                    ],
-                )
-            row = (
-                inserted[0]
-                if inserted
-                else self._one("SELECT * FROM event_log WHERE id = ?", [row_id])
+    ) -> EventLogEntry:
+        """One event row; an event id already stored answers the stored row."""
+        row_id = event_id or new_id()
+        payload = to_json(self.redact_value(data or {}))
+        with self.write():
+            inserted = self._all(
+                "INSERT INTO event_log (id, project, session_id, event_type, data, "
+                "duration_ms, tokens_in, tokens_out, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING *",
+                [
+                    row_id,
+                    project,
+                    session_id,
+                    event_type,
+                    payload,
+                    duration_ms,
+                    tokens_in,
+                    tokens_out,
+                    utc_now(),
+                ],
             )
-            return EventLogEntry.model_validate(row)
-        except Exception as error:  # noqa: BLE001 - logging must never break the caller
-            print(f"claude-mem: could not log event {event_type!r}: {error}", file=sys.stderr)
-            return None
+        row = (
+            inserted[0] if inserted else self._one("SELECT * FROM event_log WHERE id = ?", [row_id])
+        )
+        return EventLogEntry.model_validate(row)
 
     def first_prompt(self, session_id: str) -> str | None:
         """What the person first asked in a session: a fair one-line account of it."""
@@ -1044,6 +1038,25 @@ class Store:
             [session_id],
         ).fetchone()
         return row[0] if row else None
+
+    def tokens_spent(self, spent_event: str, reserved_event: str, since: str) -> int:
+        """Tokens logged since a moment: the tokens in and out of every `spent_event`, plus
+        the estimate of every `reserved_event` that no `spent_event` has settled yet (its
+        data's `reservation` names the reservation's id)."""
+        row = self.conn.execute(
+            """SELECT
+                (SELECT coalesce(sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)), 0)
+                 FROM event_log WHERE event_type = :spent AND created_at >= :since)
+              + (SELECT coalesce(sum(json_extract(r.data, '$.estimate')), 0)
+                 FROM event_log r
+                 WHERE r.event_type = :reserved AND r.created_at >= :since
+                 AND NOT EXISTS (
+                     SELECT 1 FROM event_log s
+                     WHERE s.event_type = :spent AND s.created_at >= :since
+                     AND json_extract(s.data, '$.reservation') = r.id))""",
+            {"spent": spent_event, "reserved": reserved_event, "since": since},
+        ).fetchone()
+        return int(row[0] or 0)
 
     def query_events(
         self,

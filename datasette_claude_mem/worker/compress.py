@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# One token estimate for the whole package: the context's budgets and these stats agree.
+from datasette_claude_mem.claude_code.context import tokens as estimate_tokens
 from datasette_claude_mem.worker.code_index import SourceError, extract_functions
 
 __all__ = [
@@ -99,11 +101,6 @@ class Compressed:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough token count (characters / 4, rounded up): cheap and good enough for stats."""
-    return (len(text) + 3) // 4 if text else 0
 
 
 # --------------------------------------------------------------------------

@@ -236,20 +236,7 @@ class LLMCompressor:
 
     def spent_today(self) -> int:
         """Tokens spent since UTC midnight, counting calls still under way at their estimate."""
-        row = self.store.conn.execute(
-            """SELECT
-                (SELECT coalesce(sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)), 0)
-                 FROM event_log WHERE event_type = :spent AND created_at >= :midnight)
-              + (SELECT coalesce(sum(json_extract(r.data, '$.estimate')), 0)
-                 FROM event_log r
-                 WHERE r.event_type = :reserved AND r.created_at >= :midnight
-                 AND NOT EXISTS (
-                     SELECT 1 FROM event_log s
-                     WHERE s.event_type = :spent AND s.created_at >= :midnight
-                     AND json_extract(s.data, '$.reservation') = r.id))""",
-            {"spent": EVENT, "reserved": RESERVE_EVENT, "midnight": _midnight_utc()},
-        ).fetchone()
-        return int(row[0] or 0)
+        return self.store.tokens_spent(EVENT, RESERVE_EVENT, _midnight_utc())
 
     def remaining_today(self) -> int:
         return max(self.daily_token_budget - self.spent_today(), 0)

@@ -20,8 +20,9 @@ import pytest_asyncio
 from datasette.app import Datasette
 from markupsafe import escape
 
-from datasette_claude_mem.claude_code.context import build_context
-from datasette_claude_mem.pages import formatting
+from datasette_claude_mem.claude_code.context import SECTIONS, build_context
+from datasette_claude_mem.names import TEMPLATES_DIR
+from datasette_claude_mem.pages import charts, formatting
 from datasette_claude_mem.pages import views as pages
 from datasette_claude_mem.storage.models import (
     EdgeInput,
@@ -340,7 +341,7 @@ async def test_dashboard_of_an_empty_memory(make_ds, memory_path: Path) -> None:
 
 
 def test_chart_geometry_stays_inside_the_plot() -> None:
-    assert [pages.nice_max(v) for v in (0, 1, 3, 7, 10, 11, 230, 5000)] == [
+    assert [charts.nice_max(v) for v in (0, 1, 3, 7, 10, 11, 230, 5000)] == [
         1, 1, 5, 10, 10, 20, 500, 5000,
     ]  # fmt: skip
     days = [
@@ -348,14 +349,14 @@ def test_chart_geometry_stays_inside_the_plot() -> None:
          "observations": i}
         for i in range(14)
     ]  # fmt: skip
-    chart = pages.activity_chart(days)
+    chart = charts.activity_chart(days)
     assert len(chart.bars) == 28
     for bar in chart.bars:
         assert chart.plot_left <= bar.x and bar.x + bar.width <= chart.plot_right
         assert bar.y >= 0 and bar.y + bar.height <= chart.plot_bottom + 0.01
     tallest = max(chart.bars, key=lambda b: b.height)
     assert tallest.tooltip == "2025-01-14: 91 tool uses"
-    small = pages.queue_chart([("waiting", "Waiting", 1), ("done", "Done", 10_000)])
+    small = charts.queue_chart([("waiting", "Waiting", 1), ("done", "Done", 10_000)])
     assert small.bars[0].width >= 3, "a count that is not zero stays visible"
     assert small.value_labels[1][2] == "10,000"
 
@@ -494,7 +495,7 @@ async def test_context_preview_shows_exactly_the_next_sessions_context(
     markup = await page(mem, "/-/claude-mem/context-preview?project=/src/alpha")
     assert f'<pre class="cm-text cm-markdown">{html.escape(expected.markdown)}</pre>' in markup
     sections = text_of(markup, "sections")
-    titles = dict(pages.CONTEXT_SECTIONS)
+    titles = dict(SECTIONS)
     for key, tokens in expected.sections.items():
         assert f"{titles[key]} {tokens} " in sections
     size = len(expected.markdown.encode("utf-8"))
@@ -645,12 +646,16 @@ async def test_hostile_content_is_text_on_every_page(mem: Datasette, seeded) -> 
 
 
 def test_no_template_marks_stored_data_safe() -> None:
-    templates = Path(pages.__file__).parent / "templates"
-    for template in templates.glob("*.html"):
+    templates = sorted(TEMPLATES_DIR.glob("*.html"))
+    assert any(t.name == "claude_mem_dashboard.html" for t in templates), "found the templates"
+    for template in templates:
         text = template.read_text(encoding="utf-8")
         assert "|safe" not in text.replace(" ", ""), template.name
         assert "Markup(" not in text, template.name
-    assert "Markup" not in Path(pages.__file__).read_text(encoding="utf-8")
+    modules = sorted(Path(pages.__file__).parent.glob("*.py"))
+    assert {m.name for m in modules} >= {"views.py", "charts.py", "links.py", "formatting.py"}
+    for module in modules:
+        assert "Markup" not in module.read_text(encoding="utf-8"), module.name
 
 
 def test_formatting_helpers() -> None:
@@ -670,7 +675,7 @@ def test_formatting_helpers() -> None:
     assert formatting.relative_to_project("/src/alpha/x.py", "/src/alpha") == "x.py"
     assert formatting.relative_to_project("/elsewhere/x.py", "/src/alpha") == "/elsewhere/x.py"
     assert formatting.short_project("/home/me/repo/") == "repo"
-    assert pages.short_project(None) == "(global)"
+    assert formatting.short_project(None) == "(global)"
 
 
 def test_seed_is_what_the_tests_expect(tmp_path: Path) -> None:
