@@ -300,7 +300,7 @@ ENDPOINTS: list[Endpoint] = [
                  "project": "Only this project's hits (and global learnings)",
                  "mode": "keyword, semantic or hybrid (default: hybrid when embeddings are "
                          "installed, else keyword)",
-                 "kinds": "Comma-separated: observation, learning, session, prompt, doc "
+                 "kinds": "Comma-separated: observation, learning, session, prompt, note, doc "
                           "(default all)",
                  "since": "Only hits created at or after this ISO 8601 UTC time",
                  "limit": "How many hits, 1 to 200 (default 20)",

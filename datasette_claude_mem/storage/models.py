@@ -464,7 +464,7 @@ class HookOutput(BaseModel):
 
 
 class SearchHit(BaseModel):
-    kind: str = Field(description="observation, learning, session, prompt or doc")
+    kind: str = Field(description="observation, learning, session, prompt, note or doc")
     id: str
     project: str | None = None
     session_id: str | None = None

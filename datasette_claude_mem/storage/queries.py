@@ -148,10 +148,10 @@ ORDER BY at, id""",
         title="Search memory",
         description=(
             "Full-text search over observations, learnings (global ones included), session "
-            "summaries, prompts and project documents, best first; each word of q must match. "
-            "kinds narrows to "
-            "some of observation, learning, session, prompt, doc (comma-separated); since is an "
-            "ISO 8601 UTC time. The same search as the JSON API's /-/claude-mem/search."
+            "summaries, prompts, saved notes and project documents, best first; each word of q "
+            "must match. kinds narrows to some of observation, learning, session, prompt, note, "
+            "doc (comma-separated); since is an ISO 8601 UTC time. The same search as the JSON "
+            "API's /-/claude-mem/search."
         ),
         sql=keyword_sql(
             match="claude_mem_fts_query(:q)",

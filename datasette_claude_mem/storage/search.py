@@ -13,14 +13,11 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from datasette_claude_mem.storage.models import SearchHit
-
-if TYPE_CHECKING:
-    from datasette_claude_mem.storage.vectors import SemanticSearch
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "semantic", "hybrid")
@@ -35,6 +32,28 @@ TEXT_MARKS = ("[", "]")
 # Changes are what people look for most: an Edit that fixed a bug should outrank the Reads
 # around it that mention the same words.
 CHANGE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
+
+
+class SemanticSearch(Protocol):
+    """The semantic side of search (storage/vectors.py, with the embeddings extra)."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    def available_reason(self) -> str | None: ...
+
+    def count(self, conn: sqlite3.Connection) -> int: ...
+
+    def hits(
+        self,
+        conn: sqlite3.Connection,
+        query: str,
+        *,
+        project: str | None,
+        kinds: Sequence[str],
+        since: str | None,
+        limit: int,
+    ) -> list[SearchHit]: ...
 
 
 class SearchError(ValueError):

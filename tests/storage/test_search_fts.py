@@ -248,3 +248,31 @@ def test_a_file_from_before_the_index_was_rebuilt_keeps_its_rows_searchable(
     with Store(path) as store:
         assert {h.kind for h in store.search("p", "websocket")} == {"observation", "prompt"}
         assert Database(store.conn)["observations"].detect_fts() == "observations_fts"
+
+
+def test_saved_notes_are_found_and_forgotten_rows_are_not(store: Store) -> None:
+    from datasette_claude_mem.storage.models import MemoryEntrySave
+
+    ids = seed(store)
+    note = store.save_entry(
+        MemoryEntrySave(
+            namespace="decisions", key="discount-policy", value="Round once", project=PROJECT
+        )
+    ).row
+    newer = store.save_entry(
+        MemoryEntrySave(
+            namespace="decisions", key="discount-policy", value="Round at the end", project=PROJECT
+        )
+    ).row
+    found = store.search(PROJECT, "discount", kinds="note")
+    assert [(h.id, h.title, h.type) for h in found] == [
+        (newer.id, "decisions/discount-policy", "note")
+    ]  # the superseded version is not
+    assert note.id not in {h.id for h in store.search(PROJECT, "round")}
+    store.forget(ids["edit"], "wrong", "tester")
+    store.forget(ids["learning"], "outdated", "tester")
+    store.forget(newer.id, "changed our mind", "tester")
+    left = {h.id for h in store.search(PROJECT, "discount")}
+    assert left.isdisjoint({ids["edit"], ids["learning"], newer.id})
+    assert ids["read"] in left
+    assert Database(store.conn)["memory_entries"].detect_fts() == "memory_entries_fts"
