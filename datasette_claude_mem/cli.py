@@ -331,7 +331,7 @@ def doctor(path: Path | None, repair: bool) -> None:
     from datasette_claude_mem.storage import doctor as checks
     from datasette_claude_mem.storage.store import connect
 
-    path = path or Config().db_path
+    path = path or Config.load().db_path
     if not path.is_file():
         raise click.ClickException(f"{path}: no such file")
     conn = None
@@ -371,7 +371,7 @@ def embed(path: Path | None, everything: bool, batch_size: int) -> None:
     from datasette_claude_mem.storage.vectors import SentenceTransformerEmbedder
     from datasette_claude_mem.worker.embed import backfill
 
-    path = path or Config().db_path
+    path = path or Config.load().db_path
     if not path.is_file():
         raise click.ClickException(f"{path}: no such file")
     embedder = SentenceTransformerEmbedder()
@@ -396,7 +396,7 @@ def index_docs(root: Path, db_path: Path | None, project: str | None, globs: tup
     """Index a project's markdown documents for search (unchanged files are skipped)."""
     from datasette_claude_mem.worker import docs
 
-    with Store(db_path or Config().db_path) as store:
+    with Store(db_path or Config.load().db_path) as store:
         run = docs.index_docs(store, root, project, tuple(globs) or docs.DEFAULT_GLOBS)
     click.echo(
         f"{run['project']}: {run['files_seen']} files, {run['files_indexed']} indexed, "
