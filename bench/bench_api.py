@@ -234,6 +234,10 @@ def start(name: str, args: list[str], env: dict[str, str], work: Path, port: int
     return ServerProcess(name, args, env, port, work / f"{name}.log")
 
 
+# Whether the memory servers run their in-server worker (--worker); on is what users run.
+WORKER = {"on": True}
+
+
 def start_memory_server(
     name: str,
     base: Path,
@@ -250,7 +254,7 @@ def start_memory_server(
     server = start(
         name,
         [str(BIN / "datasette"), "claude-mem", "serve", "-p", str(port), *extra],
-        {**memory_env(base), **(env or {})},
+        {**memory_env(base, WORKER["on"]), **(env or {})},
         work,
         port,
     )
@@ -702,7 +706,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="requests per cell")
     parser.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
     parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "DB"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("on", "off"), default="on",
+                        help="the memory servers' in-server worker (on: the default)")  # fmt: skip
+    parser.add_argument("--burst", type=int, default=500,
+                        help="events in the worker off/on burst (0: none)")  # fmt: skip
     args = parser.parse_args()
+    WORKER["on"] = args.worker == "on"
     if args.floor_server:
         serve_floor(int(args.floor_server[0]), args.floor_server[1])
         return
@@ -845,6 +854,11 @@ def main() -> None:
     for name, ms in stages:
         print(f"{name:>60}: {ms:.3f} ms", flush=True)
     block = report(cells, claims, stages, args.quick, started, where)
+    block = block.replace("\n\n", f"\n\nMemory servers ran with their worker {args.worker}.\n\n", 1)
+    if args.burst:
+        from burst import burst_section
+
+        block = block.replace(END, burst_section(args.burst) + END)
     print(block)
     if not args.no_write:
         write_results(block)

@@ -135,15 +135,18 @@ cli()
 # Processes
 
 
-def start_memory(base_dir: Path, timings: Path | None = None) -> tuple[ServerProcess, str]:
-    """`datasette claude-mem serve` over base_dir, its worker off; returns it and a token.
+def start_memory(
+    base_dir: Path, timings: Path | None = None, worker: bool = False
+) -> tuple[ServerProcess, str]:
+    """`datasette claude-mem serve` over base_dir, its worker off unless asked for; returns
+    it and a token.
 
     With `timings`, the server runs instrumented (TIMED_SERVER) and writes its step times there.
     """
     config = Config(base_dir=base_dir)
     config.ensure_dirs()
     token = create_token(ensure_secret(config))
-    env = memory_env(base_dir)
+    env = memory_env(base_dir, worker)
     port = free_port()
     plugins = base_dir / "bench-plugins"
     plugins.mkdir(exist_ok=True)
@@ -287,9 +290,9 @@ def timed_runs(args: list[str], bodies: list[bytes], env: dict[str, str],
 # The three benchmarks
 
 
-def bench_post_tool_use(work: Path, counts: dict[str, int]) -> dict[str, Any]:
+def bench_post_tool_use(work: Path, counts: dict[str, int], worker: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    server, token = start_memory(work / "post")
+    server, token = start_memory(work / "post", worker=worker)
     echo = start_echo(work)
     try:
         project = work / "repo"
@@ -322,6 +325,8 @@ def bench_post_tool_use(work: Path, counts: dict[str, int]) -> dict[str, Any]:
     finally:
         server.stop()
         echo.stop()
+    if worker:
+        return results  # the in-process parts below do not depend on the server's worker
 
     # The same payloads without HTTP: handle_hook on a Store, and redaction alone.
     with Store(work / "inproc.db") as store:
@@ -713,11 +718,33 @@ def report(post: dict, script: dict, context: dict, args: argparse.Namespace,
     return "\n".join(lines)
 
 
+def worker_on_section(off: dict, on: dict) -> str:
+    """PostToolUse round trips with the in-server worker on (the default) beside off."""
+    lines = [
+        "## PostToolUse with the worker on (the default) and off",
+        "",
+        "The same measurement twice, on fresh servers: the worker on compresses every event",
+        "in its worker process while the hooks keep coming.",
+        "",
+        "| tool response | worker off p50 | worker on p50 | on / off | off p99 | on p99 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label in SIZES:
+        a, b = off[f"hook {label}"], on[f"hook {label}"]
+        lines.append(
+            f"| {label} | {a['p50']:.2f} | {b['p50']:.2f} | {b['p50'] / a['p50']:.2f}x "
+            f"| {a['p99']:.2f} | {b['p99']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs; 100k rows either way")
     parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS-hooks.md"))
     parser.add_argument("--observations", type=int, default=100_000)
+    parser.add_argument("--burst", type=int, default=500,
+                        help="events in the worker off/on burst (0: none)")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         counts, runs, context_runs = {"1 KB": 100, "100 KB": 100, "1 MB": 20}, 20, 20
@@ -728,12 +755,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-hooks-"))
     try:
         post = bench_post_tool_use(work, counts)
+        (work / "worker-on").mkdir()
+        post_on = bench_post_tool_use(work / "worker-on", counts, worker=True)
         script = bench_hook_script(work, runs)
         context = bench_context(work, args.observations, context_runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    from burst import burst_section
+
+    burst = burst_section(args.burst) if args.burst else ""
     text = report(post, script, context, args, (load_before, os.getloadavg()),
                   time.perf_counter() - started)  # fmt: skip
+    text += "\n" + worker_on_section(post, post_on) + ("\n" + burst if burst else "")
     print(text)
     out = Path(args.out)
     kept = ""

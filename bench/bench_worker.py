@@ -13,12 +13,18 @@ memory file holding the same items:
 and compress() alone is timed in memory. Results are items per second and ratios to the
 baseline measured in the same run, so they compare across machines.
 
+A second table times compress() now against compress() as it is at another git revision
+(--before, default main), loaded from that revision's files into this process and run on the
+same payloads of 100 KB and 1 MB in the same run: the cost the change took away, as a ratio.
+
 usage: python bench/bench_worker.py [--quick] [--repeat N] [--json PATH] [--render PATH]
+                                    [--before REF] [--compare-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import sqlite3
@@ -282,6 +288,66 @@ def measure(case: Case, workdir: Path, repeat: int) -> dict:
     return result
 
 
+def load_compress_at(ref: str, workdir: Path) -> Callable:
+    """compress() as it is at git revision `ref`, with the code index it uses from there too."""
+    root = Path(__file__).resolve().parents[1]
+    modules = {}
+    for name in ("code_index", "compress"):
+        text = subprocess.run(
+            ["git", "-C", str(root), "show", f"{ref}:datasette_claude_mem/worker/{name}.py"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        text = text.replace("datasette_claude_mem.worker.code_index", "before_code_index")
+        path = workdir / f"before_{name}.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(f"before_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"before_{name}"] = module
+        spec.loader.exec_module(module)
+        modules[name] = module
+    return modules["compress"].compress
+
+
+# 960 KB is under the 1,000,000 characters above which the old compress() gave up parsing.
+COMPARE_SIZES = [100 * KB, 960 * KB, 1024 * KB]
+
+
+def compare_compress(before: Callable, repeat: int) -> list[dict]:
+    """ms per compress() call, now and before, on the same payloads (best of `repeat` runs
+    of 5 different payloads each: the least disturbed figure of a shared machine)."""
+    results = []
+    for kind in KINDS:
+        for size in COMPARE_SIZES:
+            items = [make_item(kind, size, seed, PLACEHOLDER)[0] for seed in range(5)]
+            timings = {}
+            for label, fn in (("before", before), ("now", compress)):
+                best = float("inf")
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    for data in items:
+                        fn(data.tool_name, data.tool_input, data.raw_output)
+                    best = min(best, (time.perf_counter() - started) / len(items))
+                timings[label] = best * 1000
+            results.append({"kind": kind, "size": size, **timings})
+            print(f"{kind:10s} {size // KB:5d} KB  before {timings['before']:8.2f} ms  "
+                  f"now {timings['now']:7.2f} ms", file=sys.stderr)  # fmt: skip
+    return results
+
+
+def compare_table(results: list[dict], ref: str) -> str:
+    lines = [
+        f"| payload | size | compress() at {ref}, ms | compress() now, ms | now / before |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['kind']} | {r['size'] // KB} KB | {_num(r['before'])} | {_num(r['now'])} "
+            f"| {_num(r['now'] / r['before'])} |"
+        )
+    return "\n".join(lines)
+
+
 def _num(value: float | None) -> str:
     """Three significant figures, without a misleading 0 for small rates and ratios."""
     if value is None:
@@ -314,9 +380,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (median kept)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--render", type=Path, help="print the table of saved results, and stop")
+    parser.add_argument("--before", default="main", help="git revision to compare compress() to")
+    parser.add_argument("--compare-only", action="store_true", help="only the compress() table")
     args = parser.parse_args()
     if args.render:
-        print(table(json.loads(args.render.read_text())))
+        saved = json.loads(args.render.read_text())
+        print(compare_table(saved["compare"], args.before) + "\n\n" + table(saved["drain"]))
         return 0
     sizes = [1 * KB, 100 * KB] if args.quick else SIZES
     repeat = 1 if args.quick else args.repeat
@@ -328,6 +397,10 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         workdir = Path(tmp)
+        compared = compare_compress(load_compress_at(args.before, workdir), max(repeat, 3))
+        print(compare_table(compared, args.before) + "\n")
+        if args.compare_only:
+            return 0
         for kind in KINDS:
             for size in sizes:
                 case = build_case(kind, size, COUNTS[size], PLACEHOLDER)
@@ -341,7 +414,7 @@ def main() -> int:
                 )
     print(table(results))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"compare": compared, "drain": results}, indent=2))
     return 0
 
 

@@ -57,11 +57,11 @@ def versions(*packages: str) -> dict[str, str]:
     return found
 
 
-def memory_env(base: Path) -> dict[str, str]:
-    """The environment of a memory server over `base`: its worker off, and nothing of the
-    caller's own claude-mem or Datasette settings."""
+def memory_env(base: Path, worker: bool = False) -> dict[str, str]:
+    """The environment of a memory server over `base`: its worker off unless asked for, and
+    nothing of the caller's own claude-mem or Datasette settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_MEM_", "DATASETTE_"))}
-    env.update(CLAUDE_MEM_DIR=str(base), CLAUDE_MEM_WORKER="0")
+    env.update(CLAUDE_MEM_DIR=str(base), CLAUDE_MEM_WORKER="1" if worker else "0")
     return env
 
 

@@ -1,10 +1,12 @@
-"""`datasette claude-mem ...`: serve the memory, make tokens for hooks, migrate a file."""
+"""`datasette claude-mem ...`: serve the memory, make tokens for hooks, migrate a file,
+import claude-mem's memory."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +45,46 @@ def serve_config_path(config: Config) -> Path:
     """The user's own copy of the serve configuration wins over the packaged one."""
     mine = config.base_dir / "datasette.yaml"
     return mine if mine.exists() else SERVE_CONFIG
+
+
+def default_config() -> Config:
+    """The settings, after moving this memory out of claude-mem's directory if it is there."""
+    from datasette_claude_mem.claude_code.coexist import MemoryInUse, legacy_dir, move_legacy_memory
+
+    config = Config.load()
+    try:
+        moved = move_legacy_memory(config)
+    except MemoryInUse as error:
+        raise click.ClickException(
+            f"This memory is still at {legacy_dir()}, claude-mem's directory, and moves to "
+            f"{config.base_dir}; but another process has it open ({error}). Stop that process "
+            "(a memory server of an older version?) and run this again."
+        ) from error
+    if moved is not None:
+        click.echo(f"Moved this memory from {moved} to {config.base_dir}", err=True)
+    return config
+
+
+def open_memory(config: Config, db_path: Path) -> Store:
+    """The memory at db_path, created or migrated; a clear error for any other database."""
+    from datasette_claude_mem.claude_code.claude_mem_import import inspect
+
+    found = inspect(db_path) if db_path.exists() else None
+    if found is not None:
+        raise click.ClickException(
+            f"{db_path} is claude-mem's database ({found.sessions} sessions, "
+            f"{found.observations} observations): it was left untouched, and cannot be this "
+            "memory. Serve "
+            f"this memory from its own file (leave out --db, or set CLAUDE_MEM_DIR to another "
+            f"directory), then bring claude-mem's memory in with: datasette claude-mem "
+            f"import-claude-mem {db_path}"
+        )
+    try:
+        return Store.open(config, db_path)
+    except sqlite3.DatabaseError as error:
+        raise click.ClickException(
+            f"{db_path} is not a memory database and was left untouched: {error}"
+        ) from error
 
 
 def _plugin_settings(config_file: Path) -> dict:
@@ -102,10 +144,18 @@ def serve(
     """
     from datasette.cli import serve as datasette_serve
 
-    config = Config.load()
+    from datasette_claude_mem.claude_code.coexist import claude_mem_note, legacy_dir
+    from datasette_claude_mem.names import DB_FILENAME
+
+    config = Config.load() if db_path is not None else default_config()
     config.ensure_dirs()
     db_path = (db_path or config.db_path).expanduser().resolve()
-    Store.open(config, db_path).close()
+    open_memory(config, db_path).close()
+    beside = legacy_dir() / DB_FILENAME
+    if beside.resolve() != db_path:
+        note = claude_mem_note(beside, db_path)
+        if note:
+            click.echo(note, err=True)
     # Datasette's own way to take a secret, kept out of the process list.
     os.environ["DATASETTE_SECRET"] = ensure_secret(config)
     serve_config = serve_config_path(config)
@@ -139,7 +189,7 @@ def serve(
 @click.option("-e", "--expires-after", type=int, help="Seconds until the token expires")
 def token(expires_after: int | None) -> None:
     """Print a token that lets hooks and scripts write to the memory."""
-    click.echo(create_token(ensure_secret(Config.load()), expires_after))
+    click.echo(create_token(ensure_secret(default_config()), expires_after))
 
 
 @claude_mem.command()
@@ -293,8 +343,8 @@ def worker(
     """Turn queued tool outputs into observations, apart from the server."""
     from datasette_claude_mem.worker.loop import Worker
 
-    config = Config.load()
-    store = Store.open(config, path)
+    config = Config.load() if path is not None else default_config()
+    store = open_memory(config, path or config.db_path)
     compressor = None
     if llm_model:
         from datasette_claude_mem.worker.llm_compress import LLMCompressor, LLMUnavailable
@@ -331,7 +381,7 @@ def doctor(path: Path | None, repair: bool) -> None:
     from datasette_claude_mem.storage import doctor as checks
     from datasette_claude_mem.storage.store import connect
 
-    path = path or Config.load().db_path
+    path = path or default_config().db_path
     if not path.is_file():
         raise click.ClickException(f"{path}: no such file")
     conn = None
@@ -371,7 +421,7 @@ def embed(path: Path | None, everything: bool, batch_size: int) -> None:
     from datasette_claude_mem.storage.vectors import SentenceTransformerEmbedder
     from datasette_claude_mem.worker.embed import backfill
 
-    path = path or Config.load().db_path
+    path = path or default_config().db_path
     if not path.is_file():
         raise click.ClickException(f"{path}: no such file")
     embedder = SentenceTransformerEmbedder()
@@ -396,7 +446,7 @@ def index_docs(root: Path, db_path: Path | None, project: str | None, globs: tup
     """Index a project's markdown documents for search (unchanged files are skipped)."""
     from datasette_claude_mem.worker import docs
 
-    with Store(db_path or Config.load().db_path) as store:
+    with Store(db_path or default_config().db_path) as store:
         run = docs.index_docs(store, root, project, tuple(globs) or docs.DEFAULT_GLOBS)
     click.echo(
         f"{run['project']}: {run['files_seen']} files, {run['files_indexed']} indexed, "
@@ -408,3 +458,43 @@ def index_docs(root: Path, db_path: Path | None, project: str | None, globs: tup
         click.echo(f"error: {error}", err=True)
     if errors:
         sys.exit(1)
+
+
+@claude_mem.command(name="import-claude-mem")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Memory database file to import into [default: $CLAUDE_MEM_DIR/claude-mem.db]",
+)
+def import_claude_mem(path: Path | None, db_path: Path | None) -> None:
+    """Bring claude-mem's sessions, prompts, observations and summaries into this memory.
+
+    PATH is claude-mem's database [default: ~/.claude-mem/claude-mem.db]; it is opened
+    read-only. Importing again adds nothing.
+    """
+    from datasette_claude_mem.claude_code import claude_mem_import as importer
+    from datasette_claude_mem.claude_code.coexist import legacy_dir
+    from datasette_claude_mem.names import DB_FILENAME
+
+    config = Config.load() if db_path is not None else default_config()
+    source = (path or legacy_dir() / DB_FILENAME).expanduser()
+    if importer.inspect(source) is None:
+        raise click.ClickException(
+            f"{source} is not a claude-mem database (one with the tables "
+            f"{' and '.join(sorted(importer.REQUIRED_TABLES))}); nothing was imported"
+        )
+    target = (db_path or config.db_path).expanduser()
+    if target.exists() and target.resolve() == source.resolve():
+        raise click.ClickException(f"{source} is claude-mem's database: import it into another")
+    config.ensure_dirs()
+    store = open_memory(config, target)
+    try:
+        report = importer.import_claude_mem(store, source)
+    finally:
+        store.close()
+    click.echo(f"Imported {source} into {target}: {report.as_text()}")
+    for name, key in sorted(report.projects.items()):
+        if name != key:
+            click.echo(f"    project {name} -> {key}")

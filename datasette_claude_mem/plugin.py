@@ -12,7 +12,6 @@ import functools
 import os
 import sqlite3
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from datasette.utils import StartupError
 from datasette_claude_mem.api.guard import LOOPBACK_HOSTS
 from datasette_claude_mem.names import PLUGIN
 from datasette_claude_mem.redaction.redactor import Redactor
-from datasette_claude_mem.settings import Config, SettingsError, WorkerSettings
+from datasette_claude_mem.settings import Config, SettingsError
 from datasette_claude_mem.storage.batching import WriteQueue
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.search import fts_query
@@ -141,6 +140,14 @@ async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
     return await kept.write_queue.submit(fn)
 
 
+async def read(datasette: Datasette, fn: Callable[[Store], T]) -> T:
+    """Run fn with a store on one of the memory's read connections."""
+    db = memory_database(datasette)
+    if db is None:
+        raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
+    return await db.execute_fn(lambda conn: fn(open_store(datasette, conn)))
+
+
 async def startup(datasette: Datasette) -> None:
     """Migrate the memory database and publish the stored queries over it."""
     db = memory_database(datasette)
@@ -189,9 +196,40 @@ async def startup(datasette: Datasette) -> None:
                 store, spooled, config=config, excluded_projects=config.excluded_projects
             ),
         )
-    settings = state(datasette).config.worker
-    if settings.enabled:
-        datasette.add_background_task(lambda ds: run_worker(ds, settings), name="claude-mem-worker")
+        datasette.add_background_task(
+            lambda ds: take_in_spool(ds, spooled), name="claude-mem-spool"
+        )
+    from datasette_claude_mem.worker import in_server
+
+    in_server.start(
+        datasette,
+        state(datasette).config.worker,
+        read=functools.partial(read, datasette),
+        write=functools.partial(write, datasette),
+        idle=functools.partial(idle_work, datasette),
+    )
+
+
+async def take_in_spool(datasette: Datasette, path: Path, interval: float = 2.0) -> None:
+    """Events spooled while the server runs (a hook that found it starting, or too busy)
+    are taken in within seconds, not at the next start."""
+    from datasette_claude_mem.claude_code.spool import INGESTING_SUFFIX, ingest_spool
+
+    config = state(datasette).config
+    working = path.with_name(path.name + INGESTING_SUFFIX)
+    while True:
+        await asyncio.sleep(interval)
+        if not (path.exists() or working.exists()):
+            continue
+        try:
+            await write(
+                datasette,
+                lambda store: ingest_spool(
+                    store, path, config=config, excluded_projects=config.excluded_projects
+                ),
+            )
+        except Exception as error:  # noqa: BLE001 - try again at the next turn
+            print(f"claude-mem spool: {type(error).__name__}: {error}", file=sys.stderr)
 
 
 async def _warn_about_schema(db: DatasetteDatabase) -> None:
@@ -201,33 +239,6 @@ async def _warn_about_schema(db: DatasetteDatabase) -> None:
     warning = await db.execute_fn(lambda conn: startup_warning(conn, db.path))
     if warning:
         print(warning, file=sys.stderr)
-
-
-async def run_worker(datasette: Datasette, settings: WorkerSettings) -> None:
-    """The in-server worker: claim and finish in the write thread; compress and parse source
-    files in another thread, so hooks never wait behind them. A failure pauses it, never
-    ends it."""
-    from datasette_claude_mem.worker.loop import Worker
-
-    worker = Worker(
-        worker_id=f"server:{os.getpid()}",
-        batch_size=settings.batch_size,
-        lease_seconds=settings.lease_seconds,
-    )
-    interval = settings.interval
-    while True:
-        try:
-            handled = await _work_one_batch(datasette, worker)
-        except Exception as error:  # noqa: BLE001 - a transient failure must not end the task
-            print(f"claude-mem worker: {type(error).__name__}: {error}", file=sys.stderr)
-            await asyncio.sleep(max(interval, 1.0) * 5)
-            continue
-        if not handled:
-            handled = await _embed_one_batch(datasette)
-        if not handled:
-            handled = await _refresh_documents(datasette)
-        if not handled:
-            await asyncio.sleep(interval)
 
 
 async def _embed_one_batch(datasette: Datasette) -> int:
@@ -260,28 +271,7 @@ async def _refresh_documents(datasette: Datasette) -> int:
     return len(projects)
 
 
-async def _work_one_batch(datasette: Datasette, worker: Any) -> int:
-    from datasette_claude_mem.worker.loop import BatchReport, project_root, read_sources
-
-    db = memory_database(datasette)
-    assert db is not None
-    # Looked at through a read connection first: an idle worker polling the write thread
-    # would make hook events wait behind empty write transactions.
-    if not await db.execute_fn(lambda conn: open_store(datasette, conn).has_claimable_work()):
-        return 0
-    items = await write(datasette, worker.claim)
-    if not items:
-        return 0
-    started = time.perf_counter()
-    report = BatchReport(worker.worker_id)
-    for item in items:
-        root = await db.execute_fn(
-            lambda conn, item=item: project_root(open_store(datasette, conn), item)
-        )
-        result = await asyncio.to_thread(worker.compress, item)
-        sources = await asyncio.to_thread(read_sources, item, root) if worker.index_code else []
-        finish = functools.partial(worker.finish, item=item, result=result, sources=sources)
-        report.outcomes.append(await write(datasette, finish))
-    report.duration_ms = (time.perf_counter() - started) * 1000
-    await write(datasette, functools.partial(worker.log, report=report))
-    return len(items)
+async def idle_work(datasette: Datasette) -> int:
+    """What the in-server worker does when its queue is empty: embed rows that have no
+    vector yet, then index again the documents sessions wrote. Returns how much it did."""
+    return await _embed_one_batch(datasette) or await _refresh_documents(datasette)

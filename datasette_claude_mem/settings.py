@@ -4,7 +4,7 @@ Settings come from three places, in this order of precedence: the plugin's confi
 (``plugins.datasette-claude-mem`` in Datasette's configuration, for the server), the
 environment (``CLAUDE_MEM_*``, for the server and every command alike), and the defaults
 here. ``Config.load`` is the one place that reads them; everything else is handed the
-object it made. Every path hangs off one base directory, ``~/.claude-mem`` unless
+object it made. Every path hangs off one base directory, ``~/.datasette-claude-mem`` unless
 CLAUDE_MEM_DIR names another, so a test or a second memory is one variable away.
 """
 
@@ -16,13 +16,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from datasette_claude_mem.names import DATABASE_NAME, DB_FILENAME
+from datasette_claude_mem.names import DATABASE_NAME, DB_FILENAME, DEFAULT_DIR_NAME
 
 ENV_DIR = "CLAUDE_MEM_DIR"
 ENV_SYNCHRONOUS = "CLAUDE_MEM_SYNCHRONOUS"
 ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
 ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
 ENV_WORKER = "CLAUDE_MEM_WORKER"
+ENV_RAW_OUTPUT_CAP = "CLAUDE_MEM_RAW_OUTPUT_CAP"
 OFF = ("0", "false", "off", "no")
 _BUDGET_PREFIX = "ctx_"
 
@@ -48,7 +49,8 @@ class WorkerSettings:
 
 @dataclass
 class Config:
-    base_dir: Path = field(default_factory=lambda: Path.home() / ".claude-mem")
+    # Not ~/.claude-mem: claude-mem keeps its own claude-mem.db there.
+    base_dir: Path = field(default_factory=lambda: Path.home() / DEFAULT_DIR_NAME)
     # The name of the memory among Datasette's databases.
     database: str = DATABASE_NAME
 
@@ -76,6 +78,10 @@ class Config:
     ctx_observations: int = 600
     ctx_call_graph: int = 300
 
+    # Bytes of a tool's output the queue keeps (head and tail; claude_code/raw_output.py
+    # says why 64 KB).
+    raw_output_cap: int = 64 * 1024
+
     # Compression of queued tool outputs into observations by an llm model.
     compression_model: str | None = None
     compression_daily_token_budget: int = 200_000
@@ -89,6 +95,11 @@ class Config:
             )
         if self.spool is not None:
             self.spool = Path(self.spool).expanduser()
+        if not isinstance(self.raw_output_cap, int) or self.raw_output_cap < 4096:
+            raise SettingsError(
+                f"raw_output_cap must be a number of bytes, 4096 or more, not "
+                f"{self.raw_output_cap!r}"
+            )
 
     @classmethod
     def load(
@@ -115,6 +126,16 @@ class Config:
         for name in ("compression_model", "compression_daily_token_budget"):
             if plugin.get(name) is not None:
                 values[name] = plugin[name]
+        if env.get(ENV_RAW_OUTPUT_CAP):
+            try:
+                values["raw_output_cap"] = int(env[ENV_RAW_OUTPUT_CAP])
+            except ValueError:
+                raise SettingsError(
+                    f"{ENV_RAW_OUTPUT_CAP} must be a number of bytes, "
+                    f"not {env[ENV_RAW_OUTPUT_CAP]!r}"
+                ) from None
+        if plugin.get("raw_output_cap") is not None:
+            values["raw_output_cap"] = plugin["raw_output_cap"]
         # Lists add up: the configuration's and the environment's both count.
         values["allowed_hosts"] = tuple(
             h.lower()

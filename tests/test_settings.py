@@ -38,9 +38,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def test_defaults(clean_env: Path) -> None:
     cfg = Config.load()
-    assert cfg.base_dir == clean_env / ".claude-mem"
-    assert cfg.db_path == clean_env / ".claude-mem" / "claude-mem.db"
-    assert cfg.spool_path == clean_env / ".claude-mem" / "spool.jsonl"
+    # Not ~/.claude-mem: claude-mem keeps its own claude-mem.db there.
+    assert cfg.base_dir == clean_env / ".datasette-claude-mem"
+    assert cfg.db_path == clean_env / ".datasette-claude-mem" / "claude-mem.db"
+    assert cfg.spool_path == clean_env / ".datasette-claude-mem" / "spool.jsonl"
     assert cfg.synchronous == "NORMAL"
     assert cfg.database == "claude-mem"
     assert cfg.worker == WorkerSettings(enabled=True, interval=1.0, batch_size=5)
@@ -135,6 +136,26 @@ def test_a_bad_synchronous_value_in_the_environment_is_refused(
     monkeypatch.setenv("CLAUDE_MEM_SYNCHRONOUS", "off")
     with pytest.raises(SettingsError, match="synchronous"):
         Config.load()
+
+
+def test_the_raw_output_cap_comes_from_either_place(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Config.load().raw_output_cap == 64 * 1024
+    monkeypatch.setenv("CLAUDE_MEM_RAW_OUTPUT_CAP", "131072")
+    assert Config.load().raw_output_cap == 131072
+    assert Config.load({"raw_output_cap": 8192}).raw_output_cap == 8192
+
+
+@pytest.mark.parametrize("value", ["12", "lots", "-5"])
+def test_a_bad_raw_output_cap_is_refused_by_name(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CLAUDE_MEM_RAW_OUTPUT_CAP", value)
+    with pytest.raises(SettingsError, match="CLAUDE_MEM_RAW_OUTPUT_CAP|raw_output_cap"):
+        Config.load()
+    with pytest.raises(SettingsError, match="raw_output_cap"):
+        Config.load({"raw_output_cap": "big"}, environ={})
 
 
 def test_ensure_dirs_creates_a_private_directory(clean_env: Path, tmp_path: Path) -> None:

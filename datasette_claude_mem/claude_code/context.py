@@ -3,6 +3,9 @@
 Each section has a token budget (tokens counted as characters / 4) and gives up whole lines
 when it is full; a section with nothing to say is left out. The whole answer also stays
 under Claude Code's 10,000-byte limit for SessionStart context.
+
+With ``since`` (a resumed session, whose conversation already holds the context it got then)
+only what was added after that moment is told, and nothing when nothing was.
 """
 
 from __future__ import annotations
@@ -93,9 +96,9 @@ def _day(value: object) -> str:
     return str(value)[:16].replace("T", " ")
 
 
-def _sessions(store: Store, project: str, exclude: str | None) -> list[str]:
+def _sessions(store: Store, project: str, exclude: str | None, since: str | None) -> list[str]:
     lines = []
-    for s in store.list_sessions(project=project, limit=15):
+    for s in store.list_sessions(project=project, limit=15, since=since):
         if s.id == exclude:
             continue
         what = s.summary or store.first_prompt(s.id) or "no summary"
@@ -114,17 +117,21 @@ def _functions(changed: list[FunctionMapEntry]) -> list[str]:
     ]
 
 
-def _learnings(store: Store, project: str) -> list[str]:
+def _learnings(store: Store, project: str, since: str | None) -> list[str]:
     return [
         f"- [{item.category}, {item.confidence:.2f}] {_clip(item.content, 200)}"
-        for item in store.active_learnings(project, limit=30)
+        for item in store.active_learnings(project, limit=30, since=since)
     ]
 
 
-def _observations(store: Store, project: str) -> list[str]:
+def _observations(
+    store: Store, project: str, since: str | None, current_session: str | None
+) -> list[str]:
+    # A resumed session already knows what it did itself.
+    other = current_session if since is not None else None
     return [
         f"- {_day(o.created_at.isoformat())} {_clip(o.title, 80)}: {_clip(o.summary, 160)}"
-        for o in store.recent_observations(project, limit=30)
+        for o in store.recent_observations(project, limit=30, since=since, other_than_session=other)
     ]
 
 
@@ -148,16 +155,18 @@ def build_context(
     *,
     config: Config | None = None,
     current_session: str | None = None,
+    since: str | None = None,
 ) -> Context:
+    """The context of a project; with ``since``, only what is newer than that moment."""
     budget = (config or Config()).context_budget
     # One scan of the function map serves both its section and the call graph's.
-    changed = store.changed_functions(project, limit=40)
+    changed = store.changed_functions(project, limit=40, since=since)
     lines = {
-        "session_index": _sessions(store, project, current_session),
-        "learnings": _learnings(store, project),
+        "session_index": _sessions(store, project, current_session, since),
+        "learnings": _learnings(store, project, since),
         "function_map": _functions(changed),
         "call_graph": _call_graph(store, project, changed),
-        "observations": _observations(store, project),
+        "observations": _observations(store, project, since, current_session),
     }
     parts = []
     counts = {}
@@ -169,6 +178,8 @@ def build_context(
     if not parts:
         return Context(project=project, markdown="", sections={})
     header = f"# Memory of {_clip(project, 200)}"
+    if since is not None:
+        header += f" (new since {_day(since)} UTC)"
     markdown = _cap_bytes("\n\n".join([header, *parts]), MAX_BYTES)
     return Context(project=project, markdown=markdown, sections=counts)
 

@@ -2,6 +2,9 @@
 
 Only entries that point at this memory are touched: other hooks and settings are kept as they
 are, a backup is written before any change, and installing twice changes nothing.
+
+SessionStart is a command hook in every mode: Claude Code runs no http hook for it (nor for
+Setup), and the command hook script can start a server that is not running.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from datasette_claude_mem.names import (
 from datasette_claude_mem.storage.models import HOOK_EVENTS
 
 EVENTS = HOOK_EVENTS
-TOOL_EVENTS = {"PostToolUse"}
+TOOL_EVENTS = {"PostToolUse", "PostToolUseFailure"}
+# Events Claude Code sends only to command (or mcp_tool) hooks.
+COMMAND_ONLY_EVENTS = {"SessionStart", "Setup"}
 TOKEN_VAR = "CLAUDE_MEM_TOKEN"
 SCRIPT = HOOK_SCRIPT
 
@@ -52,13 +57,12 @@ def is_ours(hook: Any) -> bool:
 
 def our_hook(event: str, url: str, command: bool) -> dict[str, Any]:
     timeout = 15 if event == "SessionStart" else 5
-    if command:
-        return {
-            "type": "command",
-            # Quoted: Claude Code runs it with a shell, and either path may hold a space.
-            "command": f"{shlex.quote(sys.executable)} -S {shlex.quote(str(SCRIPT))}",
-            "timeout": timeout,
-        }
+    if command or event in COMMAND_ONLY_EVENTS:
+        # Quoted: Claude Code runs it with a shell, and either path may hold a space.
+        line = f"{shlex.quote(sys.executable)} -S {shlex.quote(str(SCRIPT))}"
+        if url.rstrip("/") != DEFAULT_URL:
+            line += f" {shlex.quote(url.rstrip('/'))}"
+        return {"type": "command", "command": line, "timeout": timeout}
     return {
         "type": "http",
         "url": url.rstrip("/") + HOOK_PATH,

@@ -1,6 +1,8 @@
 """Take in the events the command hook spooled while the server was down: in order, once.
 
-The spool is renamed before it is read, so hooks that spool meanwhile start a new file; each
+The spool is renamed before it is read, so hooks that spool meanwhile start a new file, and
+locked before it is read, so a hook still writing to it finishes first (hooks write under a
+shared lock and write again to the new file if theirs was renamed away); each
 line carries an id that becomes its event's id, so a crash halfway and a second pass store
 nothing twice. A line that cannot be stored (not JSON, or an event the store refuses) is
 skipped with a message on stderr: one bad line must never keep the server from starting.
@@ -8,6 +10,7 @@ skipped with a message on stderr: one bad line must never keep the server from s
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -45,6 +48,7 @@ def _ingest_file(store: Store, path: Path, hook_options: dict[str, Any]) -> tupl
     # Bytes, not text: the hook script spools its stdin as it came, and a line that is not
     # UTF-8 must be skipped like any other bad line, not end the pass.
     with path.open("rb") as lines:
+        fcntl.flock(lines.fileno(), fcntl.LOCK_EX)
         for number, raw in enumerate(lines, 1):
             try:
                 line = raw.decode("utf-8").strip()

@@ -34,6 +34,7 @@ from datasette_claude_mem.pages.formatting import (
 from datasette_claude_mem.pages.links import Links
 from datasette_claude_mem.storage import overview
 from datasette_claude_mem.storage.queries import QUERIES
+from datasette_claude_mem.worker import in_server
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -139,6 +140,7 @@ class TimelineEntry:
     order: str = ""
     error: bool = False
     new_day: str | None = None
+    agent: str | None = None  # the subagent that acted, "type (id)"
 
 
 def _event_text(event_type: str, data: dict[str, Any]) -> str:
@@ -147,6 +149,13 @@ def _event_text(event_type: str, data: dict[str, Any]) -> str:
     if not data:
         return ""
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def _agent(row: dict[str, Any]) -> str | None:
+    """Who acted, when a subagent did: its type and id."""
+    if not row.get("agent_id"):
+        return None
+    return f"{row.get('agent_type') or 'subagent'} ({row['agent_id']})"
 
 
 def _timeline(rows: dict[str, Any], links: Links) -> list[TimelineEntry]:
@@ -183,6 +192,7 @@ def _timeline(rows: dict[str, Any], links: Links) -> list[TimelineEntry]:
                 text=t["last_error"] or "",
                 error=bool(t["last_error"]),
                 order=t["id"],
+                agent=_agent(t),
             )
         )
     for o in rows["observations"]:
@@ -196,6 +206,7 @@ def _timeline(rows: dict[str, Any], links: Links) -> list[TimelineEntry]:
                 badge=o["tool_name"],
                 files=json_list(o["files_touched"]),
                 order=o["id"],
+                agent=_agent(o),
             )
         )
     entries.sort(key=lambda entry: (entry.at, entry.order))
@@ -224,6 +235,15 @@ def session_data(store: Store, session_id: str, links: Links) -> dict | None:
         files.setdefault(fn["file_path"], {"path": fn["file_path"], "functions": []})
         files[fn["file_path"]]["functions"].append(fn)
     changed = [f for f in functions if f["change_type"] != "unchanged"]
+    agents: dict[str, dict[str, Any]] = {}
+    for kind, counted in (("tool_uses", 1), ("observations", 0)):
+        for source in rows[kind]:
+            if source["agent_id"]:
+                agent = agents.setdefault(
+                    source["agent_id"],
+                    {"id": source["agent_id"], "type": source["agent_type"], "tool_uses": 0},
+                )
+                agent["tool_uses"] += counted
     started, ended = parse_ts(session["started_at"]), parse_ts(session["ended_at"])
     return {
         "session": session,
@@ -235,6 +255,7 @@ def session_data(store: Store, session_id: str, links: Links) -> dict | None:
         "files": sorted(files.values(), key=lambda f: f["path"]),
         "functions": functions,
         "learnings": rows["learnings"],
+        "agents": list(agents.values()),
         "counts": {
             **rows["totals"],
             "files": len(files),
@@ -299,7 +320,13 @@ async def dashboard(request: Request, datasette: Datasette) -> Response:
         datasette,
         request,
         "claude_mem_dashboard.html",
-        {"data": data, "queries": queries, "now": now, "database": db.name},
+        {
+            "data": data,
+            "queries": queries,
+            "now": now,
+            "database": db.name,
+            "worker_process": in_server.status(datasette),
+        },
     )
 
 

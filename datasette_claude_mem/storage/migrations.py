@@ -298,6 +298,26 @@ def m005_index_call_graph_names(db: Database) -> None:
         )
 
 
+@migrations(name="m006_add_claude_code_fields")
+def m006_add_claude_code_fields(db: Database) -> None:
+    """What Claude Code sends beyond a tool's input and output: which subagent acted, how
+    long the tool took, which prompt and MCP server it served, whether it failed; and for a
+    session, the summary of its last compaction and when it last got the memory context."""
+    for table in ("pending_queue", "observations"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN agent_id TEXT")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN agent_type TEXT")
+    for column in ("prompt_id TEXT", "duration_ms INTEGER", "mcp_server TEXT"):
+        db.execute(f"ALTER TABLE pending_queue ADD COLUMN {column}")
+    # NULL: the tool use succeeded (PostToolUse); otherwise how it failed (PostToolUseFailure).
+    db.execute(
+        "ALTER TABLE pending_queue ADD COLUMN failure TEXT "
+        "CHECK (failure IN ('error', 'interrupt'))"
+    )
+    db.execute("ALTER TABLE sessions ADD COLUMN compact_summary TEXT")
+    db.execute("ALTER TABLE sessions ADD COLUMN context_at TEXT")
+    db.execute("CREATE INDEX idx_obs_agent ON observations(session_id, agent_id)")
+
+
 FORGET_COLUMNS = ("forgotten_at TEXT", "forgotten_by TEXT", "forgotten_reason TEXT")
 
 

@@ -75,15 +75,47 @@ def decode_embedding(blob: bytes | None) -> list[float] | None:
     return list(struct.unpack(f"<{len(blob) // 4}f", blob))
 
 
-# The Claude Code hook events this memory listens to.
+# The Claude Code hook events `install` hooks: those that feed the memory.
 HOOK_EVENTS = (
     "SessionStart",
     "UserPromptSubmit",
     "PostToolUse",
+    "PostToolUseFailure",
     "Stop",
+    "SubagentStart",
     "SubagentStop",
     "PreCompact",
+    "PostCompact",
     "Notification",
+    "SessionEnd",
+)
+
+# Every event Claude Code sends today (2.1.x): each is recorded; any other is recorded too,
+# marked unknown.
+CLAUDE_CODE_EVENTS = (
+    "SessionStart",
+    "Setup",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PermissionRequest",
+    "PermissionDenied",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PostToolBatch",
+    "Notification",
+    "SubagentStart",
+    "SubagentStop",
+    "TaskCreated",
+    "TaskCompleted",
+    "Stop",
+    "StopFailure",
+    "PreCompact",
+    "PostCompact",
+    "InstructionsLoaded",
+    "CwdChanged",
+    "FileChanged",
+    "WorktreeCreate",
+    "WorktreeRemove",
     "SessionEnd",
 )
 
@@ -99,6 +131,11 @@ class QueueStatus(StrEnum):
     PROCESSING = "processing"
     DONE = "done"
     ERROR = "error"
+
+
+class ToolFailure(StrEnum):
+    ERROR = "error"
+    INTERRUPT = "interrupt"
 
 
 class ChangeType(StrEnum):
@@ -201,6 +238,8 @@ class Session(Record):
     status: SessionStatus
     summary: str | None = None
     observation_count: int = 0
+    compact_summary: str | None = None
+    context_at: Timestamp | None = None
 
 
 # Observations
@@ -220,6 +259,8 @@ class ObservationCreate(Input):
     embedding: list[Component] | None = None
     embedding_model: str | None = None
     embedding_version: str | None = None
+    agent_id: str | None = Field(None, description="The subagent that acted, if not the main one")
+    agent_type: str | None = None
 
     @model_validator(mode="after")
     def _embedding_has_model(self) -> ObservationCreate:
@@ -245,6 +286,8 @@ class Observation(Record):
     embedding: list[float] | None = None
     embedding_model: str | None = None
     embedding_version: str | None = None
+    agent_id: str | None = None
+    agent_type: str | None = None
     created_at: Timestamp
 
     @field_validator("embedding", mode="before")
@@ -363,6 +406,15 @@ class QueueItemCreate(Input):
     files_touched: list[str] = Field(default_factory=list)
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     truncated: bool = False
+    raw_bytes: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="The output's full size when raw_output is a cut of it"
+    )
+    agent_id: str | None = Field(None, description="The subagent that ran the tool")
+    agent_type: str | None = None
+    prompt_id: str | None = None
+    duration_ms: Count | None = None
+    mcp_server: str | None = None
+    failure: ToolFailure | None = Field(None, description="Set when the tool use failed")
 
 
 class QueueClaim(Input):
@@ -406,6 +458,12 @@ class QueueItem(Record):
     created_at: Timestamp
     updated_at: Timestamp
     completed_at: Timestamp | None = None
+    agent_id: str | None = None
+    agent_type: str | None = None
+    prompt_id: str | None = None
+    duration_ms: int | None = None
+    mcp_server: str | None = None
+    failure: ToolFailure | None = None
     tool_input: JsonObject | None = None
     raw_output: str | None = None
 

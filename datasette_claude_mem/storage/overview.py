@@ -149,13 +149,15 @@ def session_rows(store: Store, session_id: str, limit: int) -> dict[str, Any] | 
         ),
         "tool_uses": store._all(
             "SELECT id, tool_name, tool_use_id, files_touched, status, attempts, max_attempts, "
-            "last_error, raw_bytes, created_at FROM pending_queue WHERE session_id = ? "
+            "last_error, raw_bytes, created_at, agent_id, agent_type, failure "
+            "FROM pending_queue WHERE session_id = ? "
             "ORDER BY created_at, id LIMIT ?",
             [session_id, limit],
         ),
         "observations": store._all(
             "SELECT id, tool_name, title, summary, files_touched, functions_changed, "
-            "tokens_raw, tokens_compressed, created_at FROM observations WHERE session_id = ? "
+            "tokens_raw, tokens_compressed, created_at, agent_id, agent_type "
+            "FROM observations WHERE session_id = ? "
             "ORDER BY created_at, id LIMIT ?",
             [session_id, limit],
         ),

@@ -112,8 +112,44 @@ def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
             delay = min(delay * 2, 0.05)
 
 
+class ForeignDatabase(sqlite3.DatabaseError):
+    """A database another application made (claude-mem's, say): never migrated or written."""
+
+
+def foreign_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables of a database that is not a memory, or [] for a memory or an empty file.
+
+    A memory records its migrations in _sqlite_migrations; a file with tables and none of
+    those rows belongs to someone else.
+    """
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
+    if not tables:
+        return []
+    if "_sqlite_migrations" in tables:
+        ours = conn.execute(
+            "SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? LIMIT 1", [migrations.name]
+        ).fetchone()
+        if ours:
+            return []
+    return tables
+
+
 def migrate(db: Database) -> list[str]:
-    """Apply pending migrations; returns the names applied. Safe to run from many processes."""
+    """Apply pending migrations; returns the names applied. Safe to run from many processes.
+
+    A database of another application is refused whole (ForeignDatabase), before anything
+    is written to it.
+    """
+    foreign = foreign_tables(db.conn)
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (", ..." if len(foreign) > 8 else "")
+        raise ForeignDatabase(f"it holds another application's tables ({shown})")
     if not migrations.pending(db):
         return []
     begin_immediate(db.conn, time.monotonic() + WRITE_RETRY_SECONDS)
@@ -194,7 +230,12 @@ class Store(EntryStore):
             conn = connect(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
             self.db = Database(conn, execute_plugins=False)
         if migrate_schema:
-            migrate(self.db)
+            try:
+                migrate(self.db)
+            except BaseException:
+                if self._owns_connection:  # a file refused is left as it was found
+                    self.db.conn.close()
+                raise
         if redact_text is None or redact_value is None:
             from datasette_claude_mem.redaction import redactor as redact
 
@@ -321,8 +362,10 @@ class Store(EntryStore):
 
     # Sessions
 
-    def create_session(self, data: SessionStart) -> Saved:
-        """Start a session; starting one that exists (a resumed session) returns it as it is."""
+    def create_session(self, data: SessionStart, *, started_at: str | None = None) -> Saved:
+        """Start a session; starting one that exists (a resumed session) returns it as it is.
+
+        ``started_at`` keeps the start of a session brought in from elsewhere."""
         session_id = data.id or new_id()
         with self.write() as conn:
             # Every hook event of a session passes here: most find it already started.
@@ -333,7 +376,13 @@ class Store(EntryStore):
             conn.execute(
                 "INSERT INTO sessions (id, project, project_dir, started_at, status, summary) "
                 "VALUES (?, ?, ?, ?, 'active', ?)",
-                [session_id, project, data.project_dir, utc_now(), self._redact_opt(data.summary)],
+                [
+                    session_id,
+                    project,
+                    data.project_dir,
+                    started_at or utc_now(),
+                    self._redact_opt(data.summary),
+                ],
             )
         return Saved(self.get_session(session_id), True)
 
@@ -362,9 +411,18 @@ class Store(EntryStore):
         return session
 
     def list_sessions(
-        self, project: str | None = None, status: SessionStatus | str | None = None, limit: int = 50
+        self,
+        project: str | None = None,
+        status: SessionStatus | str | None = None,
+        limit: int = 50,
+        *,
+        since: str | None = None,
     ) -> list[Session]:
+        """Sessions newest first; only those started after ``since`` when given."""
         where, params = [], []
+        if since is not None:
+            where.append("started_at > ?")
+            params.append(since)
         if project is not None:
             where.append("project = ?")
             params.append(project)
@@ -399,10 +457,31 @@ class Store(EntryStore):
         assert session is not None
         return session
 
+    def set_compact_summary(self, session_id: str, text: str) -> None:
+        """Keep the summary Claude Code wrote when it compacted the conversation (redacted)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE sessions SET compact_summary = ? WHERE id = ?",
+                [self.redact_text(text), session_id],
+            )
+
+    def mark_context(self, session_id: str, at: str) -> str | None:
+        """Record that the session got the memory context as of ``at``; returns the time it
+        got it before (None if never), so a resumed session is told only what is new."""
+        with self.write() as conn:
+            row = conn.execute("SELECT context_at FROM sessions WHERE id = ?", [session_id])
+            found = row.fetchone()
+            conn.execute("UPDATE sessions SET context_at = ? WHERE id = ?", [at, session_id])
+        return found[0] if found else None
+
     # Observations
 
-    def create_observation(self, data: ObservationCreate) -> Saved:
-        """Store an observation once: the same content posted again returns the first row."""
+    def create_observation(
+        self, data: ObservationCreate, *, created_at: str | None = None
+    ) -> Saved:
+        """Store an observation once: the same content posted again returns the first row.
+
+        ``created_at`` keeps the time of an observation brought in from elsewhere."""
         title = self.redact_text(data.title)
         summary = self.redact_text(data.summary)
         detail = self.redact_text(data.detail) if data.detail is not None else None
@@ -423,8 +502,8 @@ class Store(EntryStore):
                 "INSERT INTO observations (id, project, session_id, queue_item_id, tool_name, "
                 "title, summary, detail, files_touched, functions_changed, tokens_raw, "
                 "tokens_compressed, content_hash, embedding, embedding_model, "
-                "embedding_version, created_at) "
-                "SELECT ?, project, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "embedding_version, created_at, agent_id, agent_type) "
+                "SELECT ?, project, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
                 "FROM sessions WHERE id = ? "
                 "ON CONFLICT(content_hash) DO NOTHING RETURNING *",
                 [
@@ -442,7 +521,9 @@ class Store(EntryStore):
                     encode_embedding(data.embedding),
                     data.embedding_model,
                     data.embedding_version,
-                    utc_now(),
+                    created_at or utc_now(),
+                    data.agent_id,
+                    data.agent_type,
                     data.session_id,
                 ],
             )
@@ -473,15 +554,28 @@ class Store(EntryStore):
         return _OBSERVATIONS.validate_python(rows)
 
     def recent_observations(
-        self, project: str, limit: int = 20, *, with_embeddings: bool = False
+        self,
+        project: str,
+        limit: int = 20,
+        *,
+        with_embeddings: bool = False,
+        since: str | None = None,
+        other_than_session: str | None = None,
     ) -> list[Observation]:
-        """A project's latest observations, newest first (embeddings as in list_observations)."""
-        rows = self._all(
+        """A project's latest observations, newest first (embeddings as in list_observations);
+        only those made after ``since`` and outside ``other_than_session`` when given."""
+        sql = (
             f"SELECT {_observation_columns(with_embeddings)} FROM observations "
-            "WHERE project = ? AND forgotten_at IS NULL "
-            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            [project, limit],
+            "WHERE project = ? AND forgotten_at IS NULL"
         )
+        params: list[Any] = [project]
+        if since is not None:
+            sql += " AND created_at > ?"
+            params.append(since)
+        if other_than_session is not None:
+            sql += " AND session_id != ?"
+            params.append(other_than_session)
+        rows = self._all(f"{sql} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit])
         return _OBSERVATIONS.validate_python(rows)
 
     def delete_observation(self, observation_id: str) -> None:
@@ -607,14 +701,23 @@ class Store(EntryStore):
         ]
 
     def changed_functions(
-        self, project: str, session_id: str | None = None, limit: int = 200
+        self,
+        project: str,
+        session_id: str | None = None,
+        limit: int = 200,
+        *,
+        since: str | None = None,
     ) -> list[FunctionMapEntry]:
-        """Functions new, modified or deleted (in one session, or in any), newest first."""
+        """Functions new, modified or deleted (in one session, or in any; after ``since``
+        when given), newest first."""
         sql = "SELECT * FROM function_map WHERE project = ? AND change_type != 'unchanged'"
         params: list[Any] = [project]
         if session_id is not None:
             sql += " AND session_id = ?"
             params.append(session_id)
+        if since is not None:
+            sql += " AND updated_at > ?"
+            params.append(since)
         sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
         return [FunctionMapEntry.model_validate(r) for r in self._all(sql, [*params, limit])]
 
@@ -746,10 +849,16 @@ class Store(EntryStore):
         category: str | None = None,
         min_confidence: float = 0.0,
         limit: int = 100,
+        *,
+        since: str | None = None,
     ) -> list[Learning]:
-        """Active learnings of a project and the global ones, most confident first."""
+        """Active learnings of a project and the global ones, most confident first (only
+        those added or changed after ``since`` when given)."""
         sql = "SELECT * FROM learnings WHERE is_active = 1 AND confidence >= ?"
         params: list[Any] = [min_confidence]
+        if since is not None:
+            sql += " AND updated_at > ?"
+            params.append(since)
         if project is None:
             sql += " AND project IS NULL"
         else:
@@ -800,8 +909,9 @@ class Store(EntryStore):
             inserted = self._all(
                 "INSERT INTO pending_queue (id, project, session_id, tool_use_id, tool_name, "
                 "files_touched, status, attempts, max_attempts, available_at, raw_bytes, "
-                "truncated, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'raw', 0, ?, ?, ?, ?, ?, ?) "
+                "truncated, created_at, updated_at, agent_id, agent_type, prompt_id, "
+                "duration_ms, mcp_server, failure) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'raw', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(session_id, tool_use_id) DO NOTHING RETURNING *",
                 [
                     row_id,
@@ -812,10 +922,16 @@ class Store(EntryStore):
                     to_json(data.files_touched),
                     data.max_attempts,
                     now,
-                    utf8_length(data.raw_output),
+                    data.raw_bytes if data.raw_bytes is not None else utf8_length(data.raw_output),
                     int(data.truncated),
                     now,
                     now,
+                    data.agent_id,
+                    data.agent_type,
+                    data.prompt_id,
+                    data.duration_ms,
+                    data.mcp_server,
+                    str(data.failure) if data.failure else None,
                 ],
             )
             if inserted:
@@ -909,11 +1025,13 @@ class Store(EntryStore):
         now = utc_now()
         made = None
         with self.write() as conn:
-            self._held(item_id, worker)
+            held = self._held(item_id, worker)
             if observation is not None:
-                made = self.create_observation(
-                    observation.model_copy(update={"queue_item_id": item_id})
-                ).row
+                update: dict[str, Any] = {"queue_item_id": item_id}
+                if observation.agent_id is None and held.get("agent_id"):
+                    # A subagent's tool use makes a subagent's observation, whoever compressed it.
+                    update |= {"agent_id": held["agent_id"], "agent_type": held["agent_type"]}
+                made = self.create_observation(observation.model_copy(update=update)).row
             conn.execute(
                 "UPDATE pending_queue SET status = 'done', lease_owner = NULL, "
                 "lease_expires_at = NULL, completed_at = ?1, updated_at = ?1, last_error = NULL "
@@ -1004,6 +1122,7 @@ class Store(EntryStore):
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         event_id: str | None = None,
+        created_at: str | None = None,
     ) -> EventLogEntry:
         """One event row; an event id already stored answers the stored row."""
         row_id = event_id or new_id()
@@ -1022,13 +1141,23 @@ class Store(EntryStore):
                     duration_ms,
                     tokens_in,
                     tokens_out,
-                    utc_now(),
+                    created_at or utc_now(),
                 ],
             )
         row = (
             inserted[0] if inserted else self._one("SELECT * FROM event_log WHERE id = ?", [row_id])
         )
         return EventLogEntry.model_validate(row)
+
+    def has_event(self, event_id: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM event_log WHERE id = ?", [event_id]).fetchone()
+            is not None
+        )
+
+    def projects(self) -> list[str]:
+        """Every project key that has a session."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT project FROM sessions")]
 
     def first_prompt(self, session_id: str) -> str | None:
         """What the person first asked in a session: a fair one-line account of it."""

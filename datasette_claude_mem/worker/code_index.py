@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -183,11 +184,28 @@ def _signature(node: _DefNode) -> str:
     return text
 
 
-def _body_hash(node: ast.AST) -> str:
-    # ast.dump leaves out line/column attributes by default, so moving or
-    # re-indenting a definition keeps its hash while any code edit changes it.
-    dump = ast.dump(node, include_attributes=False)
-    return hashlib.md5(dump.encode("utf-8"), usedforsecurity=False).hexdigest()
+# One token of Python source: a string literal (any prefix, triple-quoted or not), a comment,
+# a name or number, or any other single character. Comments and whitespace are dropped.
+_TOKEN_RE = re.compile(
+    r"""(?:[rRbBuUfF]{0,2})(?:\'\'\'(?:\\.|[^\\])*?\'\'\'|\"\"\"(?:\\.|[^\\])*?\"\"\"
+    |'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|\#[^\n]*|\w+|\S""",
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _normalised_tokens(text: str) -> str:
+    """The tokens of a piece of source, one space apart: layout and comments do not count."""
+    return " ".join([token for token in _TOKEN_RE.findall(text) if token[0] != "#"])
+
+
+def _body_hash(node: _DefNode, lines: list[str]) -> str:
+    """A hash of the definition's own text, normalised: moving, re-indenting, re-wrapping or
+    re-commenting it keeps the hash while any code edit changes it. Reading the text once
+    (one regex pass) keeps this linear in the size of the file, where ast.dump was not."""
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    end = node.end_lineno or node.lineno
+    text = "\n".join(lines[start - 1 : end])
+    return hashlib.md5(_normalised_tokens(text).encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def _kind(node: _DefNode, in_class: bool) -> str:
@@ -215,13 +233,13 @@ def _iter_def_nodes(
             yield from _iter_def_nodes(stmt.body, qualname + ".", qualname)
 
 
-def _function_info(qualname: str, node: _DefNode, in_class: bool) -> FunctionInfo:
+def _function_info(qualname: str, node: _DefNode, in_class: bool, lines: list[str]) -> FunctionInfo:
     return FunctionInfo(
         qualified_name=qualname,
         kind=_kind(node, in_class),
         signature=_signature(node),
         docstring=ast.get_docstring(node, clean=True),
-        body_hash=_body_hash(node),
+        body_hash=_body_hash(node, lines),
         decorators=tuple(ast.unparse(decorator) for decorator in node.decorator_list),
         lineno=node.lineno,
         end_lineno=node.end_lineno or node.lineno,
@@ -234,9 +252,10 @@ def extract_functions(source: str) -> list[FunctionInfo]:
     Raises ``SourceError`` (a ``ValueError``) when the text is not valid Python.
     """
     tree = _parse(source)
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     try:
         return [
-            _function_info(qualname, node, class_qualname is not None)
+            _function_info(qualname, node, class_qualname is not None, lines)
             for qualname, node, class_qualname in _iter_def_nodes(tree.body)
         ]
     except RecursionError as exc:

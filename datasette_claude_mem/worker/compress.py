@@ -12,6 +12,7 @@ broken observation is better than a lost one.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import re
 from bisect import bisect_left, bisect_right
@@ -42,7 +43,12 @@ _LINE_MAX = 200  # characters kept from any one output line
 _DIFF_MAX_LINES = 2000  # beyond this, count lines instead of running difflib
 _MAP_MAX_LINES = 500  # changed fragment lines examined by the regex fallback
 _NAMES_MAX = 100  # functions_changed entries kept
-_PARSE_MAX_CHARS = 1_000_000  # larger Python texts get the regex outline only
+# Python texts longer than this are not given to ast: ast.parse and the function map cost
+# about 1 ms per KB, so a larger text is outlined from its def and class lines instead (one
+# regex pass), which keeps a 1 MB Read or Edit within a few milliseconds.
+_PARSE_MAX_CHARS = 4_000
+_WINDOW_CHARS = 64 * 1024  # of a text's head or tail read for its first or last lines
+_NEAR_LINES = 1500  # lines above a change read to find the definitions around it
 
 _PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
 _FILE_TOOLS = ("Read", "Write", "Edit", "MultiEdit")
@@ -130,7 +136,10 @@ def _is_meaningful(line: str) -> bool:
 
 
 def _meaningful_lines(text: str, count: int, *, from_end: bool = False) -> list[str]:
-    """The first (or last) ``count`` lines that carry words, each shortened."""
+    """The first (or last) ``count`` lines that carry words, each shortened; only the head
+    (or tail) of a long text is read, so the cost does not grow with it."""
+    if len(text) > _WINDOW_CHARS:
+        text = text[-_WINDOW_CHARS:] if from_end else text[:_WINDOW_CHARS]
     lines = _clean(text).splitlines()
     if from_end:
         lines.reverse()
@@ -308,13 +317,104 @@ def files_from_tool_input(tool_name: str, tool_input: Any) -> list[str]:
 # --------------------------------------------------------------------------
 
 
-def _parse_functions(source: str | None) -> list[Any] | None:
-    if not source or len(source) > _PARSE_MAX_CHARS:
+def _parse_functions(source: str | None, near: list[int] | None = None) -> list[Any] | None:
+    """The definitions of a Python text: all of them through ast when it is short; for a long
+    one, outlined from its head, or from the lines above and at ``near`` (1-based)."""
+    if not source:
         return None
+    if len(source) > _PARSE_MAX_CHARS:
+        if near is not None:
+            return _defs_near(source, near)
+        head = source[:_WINDOW_CHARS]
+        return _outline_defs(head[: head.rfind("\n") + 1] if len(source) > len(head) else head)
     try:
         return extract_functions(source)
     except (SourceError, TypeError, RecursionError, MemoryError):
         return None
+
+
+@dataclass(frozen=True)
+class _Def:
+    """A definition found from its def or class line alone (see ``_outline_defs``)."""
+
+    qualified_name: str
+    kind: str
+    lineno: int
+    end_lineno: int
+    lines: list[str] = field(repr=False, compare=False)
+    decorators: tuple[str, ...] = ()
+
+    @property
+    def body_hash(self) -> str:
+        """The definition's text with its whitespace collapsed, hashed when asked for."""
+        text = " ".join(" ".join(self.lines[self.lineno - 1 : self.end_lineno]).split())
+        return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+# A def or class line (its indent, keyword and name), or any other statement at column 0,
+# which ends every definition still open.
+_OUTLINE_RE = re.compile(
+    r"^(?:([ \t]*)(async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)|(?=[A-Za-z_@]))", re.MULTILINE
+)
+
+
+def _defs_near(source: str, near: list[int]) -> list[_Def]:
+    """Definitions around some lines of a long text: each run of lines is outlined from
+    _NEAR_LINES above it, so the work is bounded by the changed lines, not the file."""
+    lines = source.split("\n")
+    found: dict[tuple[str, int], _Def] = {}
+    wanted = sorted(set(near))[:_MAP_MAX_LINES]
+    start = 0
+    while start < len(wanted):
+        end = start
+        while end + 1 < len(wanted) and wanted[end + 1] - wanted[end] < _NEAR_LINES:
+            end += 1
+        first = max(wanted[start] - _NEAR_LINES, 1)
+        window = "\n".join(lines[first - 1 : wanted[end]])
+        for info in _outline_defs(window, first_line=first, lines=lines):
+            found.setdefault((info.qualified_name, info.lineno), info)
+        start = end + 1
+    return sorted(found.values(), key=lambda info: info.lineno)
+
+
+def _outline_defs(source: str, first_line: int = 1, lines: list[str] | None = None) -> list[_Def]:
+    """Definitions of a long Python text from one regex pass over its lines: qualified by
+    indentation, spanning to the next line at their indent or less. Linear, never raises;
+    its body hashes compare the definition's text with its whitespace collapsed. ``source``
+    may be a slice of a file starting at ``first_line`` of ``lines``."""
+    found: list[list[Any]] = []  # [indent, qualified name, kind, start line, end line]
+    open_defs: list[list[Any]] = []
+    line, last = first_line, 0
+    for match in _OUTLINE_RE.finditer(source):
+        line += source.count("\n", last, match.start())
+        last = match.start()
+        indent = len((match.group(1) or "").expandtabs()) if match.group(2) else 0
+        while open_defs and open_defs[-1][0] >= indent:
+            open_defs.pop()[4] = line - 1
+        if not match.group(2):
+            continue
+        owner = open_defs[-1] if open_defs else None
+        if owner is not None and owner[2] != "class":
+            continue  # helpers inside a function belong to it
+        keyword = match.group(2)
+        if keyword == "class":
+            kind = "class"
+        elif owner is not None:
+            kind = "async_method" if keyword.startswith("async") else "method"
+        else:
+            kind = "async_function" if keyword.startswith("async") else "function"
+        name = f"{owner[1]}.{match.group(3)}" if owner is not None else match.group(3)
+        entry = [indent, name, kind, line, 0]
+        found.append(entry)
+        open_defs.append(entry)
+    total = line + source.count("\n", last)
+    for entry in open_defs:
+        entry[4] = total
+    if lines is None:
+        lines = source.split("\n")
+    return [
+        _Def(name, kind, start, max(end, start), lines) for _indent, name, kind, start, end in found
+    ]
 
 
 def _regex_defs(text: str) -> list[str]:
@@ -688,10 +788,11 @@ def _edited_functions(
     replayed = current is not None
     if current is None:
         current = _read_file(file_reader, path)
-    old_infos = _parse_functions(original)
-    new_infos = _parse_functions(current)
-
-    # Best: compare body hashes before and after, which ignores pure reformatting.
+    # Best: compare body hashes before and after, which ignores pure reformatting; a long
+    # file is placed by its changed lines instead, so as not to read all of it twice.
+    small = len(original or "") + len(current or "") <= 2 * _PARSE_MAX_CHARS
+    old_infos = _parse_functions(original) if small else None
+    new_infos = _parse_functions(current) if small else None
     if old_infos is not None and new_infos is not None:
         names = _hash_changes(old_infos, new_infos)
         if names:
@@ -711,6 +812,9 @@ def _edited_functions(
                 new_lines.extend(base + index for index in new_idx)
             for base in _locate(original or "", old, replace_all):
                 old_lines.extend(base + index for index in old_idx)
+    if not small:
+        old_infos = _parse_functions(original, near=old_lines) if old_lines else None
+        new_infos = _parse_functions(current, near=new_lines) if new_lines else None
     placed = False
     if new_infos is not None and new_lines:
         names += _innermost_defs(new_infos, new_lines)
@@ -740,16 +844,27 @@ def _compress_write(tool_input: dict[str, Any], parsed: Any) -> _Parts:
     is_update = response.get("type") == "update" or original is not None
     verb = "Updated" if is_update else "Wrote"
 
-    summary = f"{verb} {path or 'file'}: {_plural(len(content.splitlines()), 'line')}"
+    lines = content.count("\n") + (0 if content.endswith("\n") or not content else 1)
+    summary = f"{verb} {path or 'file'}: {_plural(lines, 'line')}"
     summary += f" ({_size(content)})"
     functions: list[str] = []
     if _is_python(path):
         new_infos = _parse_functions(content)
         outline, functions = _python_outline(content, new_infos)
         old_infos = _parse_functions(original) if new_infos is not None else None
+        from_patch = _patch_changes(response.get("structuredPatch"))
         if old_infos is not None and new_infos is not None:
-            # On an overwrite, only the definitions that really changed are news.
-            functions = _hash_changes(old_infos, new_infos)
+            # On an overwrite, only the definitions that really changed are news: judged by
+            # body hash, or for a long file by the lines its patch changed.
+            if from_patch is not None and len(content) + len(original or "") > 2 * _PARSE_MAX_CHARS:
+                new_near = _parse_functions(content, near=from_patch[1] or [1]) or []
+                old_near = _parse_functions(original, near=from_patch[0] or [1]) or []
+                functions = _dedupe(
+                    _innermost_defs(new_near, from_patch[1])
+                    + _innermost_defs(old_near, from_patch[0])
+                )
+            else:
+                functions = _hash_changes(old_infos, new_infos)
             summary += f"; changed {_join_names(functions)}" if functions else "; no code changes"
         elif outline:
             summary += f"; defines {outline}"
@@ -956,6 +1071,20 @@ def _result_titles(results: list[Any], limit: int = 8) -> list[str]:
     return titles
 
 
+def _compress_failure(
+    tool_name: str, tool_input: dict[str, Any], error: str, failure: str
+) -> _Parts:
+    """A failed tool use: what was tried, and why it failed, in the tool's own words."""
+    how = "interrupted" if failure == "interrupt" else "failed"
+    title = _title(f"{tool_name or 'tool'} {how}:", _short_key_input(tool_input))
+    lines = _meaningful_lines(error, 6)
+    why = " | ".join(line.strip() for line in lines) or (
+        "interrupted by the user" if how == "interrupted" else "no error message"
+    )
+    detail = "\n".join(_meaningful_lines(error, 30)) or None
+    return _Parts(title, f"{how.capitalize()}: {why}", detail)
+
+
 # --------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------
@@ -991,11 +1120,14 @@ def compress(
     tool_response: Any,
     *,
     file_reader: Callable[[str], Any] | None = None,
+    failure: str | None = None,
 ) -> Compressed:
     """Turn one PostToolUse payload into a short, deterministic observation.
 
     ``file_reader(path)`` may return the file's current text; it is only used
     to place an Edit in its functions when the response lacks the original file.
+    With ``failure`` ("error" or "interrupt", from PostToolUseFailure) the response is
+    the error, and the observation says what failed and why.
     """
     name = _one_line(as_text(tool_name), 80)
     data = _normalise_input(tool_input)
@@ -1004,7 +1136,10 @@ def compress(
     tokens_raw = estimate_tokens(input_text + raw)
     files = files_from_tool_input(name, data)
     try:
-        parts = _dispatch(name, data, parsed, raw, file_reader)
+        if failure:
+            parts = _compress_failure(name, data, raw, failure)
+        else:
+            parts = _dispatch(name, data, parsed, raw, file_reader)
     except Exception as exc:  # an odd payload must still produce an observation
         parts = _Parts(
             _title(name or "tool", _short_key_input(data)),

@@ -6,12 +6,14 @@ detail and functions changed. Every call's cost lands in the event log as an `ll
 event (tokens in and out), and the budget is counted from those rows since UTC midnight.
 
 The budget is never overspent on purpose: before a call, its cost is estimated (prompt
-characters / 4 plus the output allowance) and reserved in the same write transaction that
-counts what was spent, so two workers on one file cannot both take the last of it. A call
-that does not fit is compressed by the default, offline compressor instead, and its result
-says so. The reservation is settled by the call's `llm_compress` event, with the usage the
-model reports (or characters / 4 when it reports none); a reservation never settled (its
-worker died mid-call) counts in full until midnight.
+characters / 4 plus the output allowance) and the worker loop reserves it in the same write
+transaction that counts what was spent, so two workers on one file cannot both take the last
+of it. A call that does not fit is compressed by the default, offline compressor instead,
+and its result says so. The reservation is settled by the call's `llm_compress` event, with
+the usage the model reports (or characters / 4 when it reports none), which the loop writes
+with the item's result; a reservation never settled (its worker died mid-call) counts in
+full until midnight. The compressor itself never writes: it asks (`reservation`) and
+returns (`LLMCompressed.log`, `Failure.log`), and the loop writes (worker/loop.py).
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from string import Template
 from typing import TYPE_CHECKING, Any
 
 from datasette_claude_mem.settings import Config
-from datasette_claude_mem.storage.models import QueueItem, format_ts
+from datasette_claude_mem.storage.models import QueueItem
 from datasette_claude_mem.worker.compress import (
     DETAIL_MAX,
     SUMMARY_MAX,
@@ -36,6 +37,7 @@ from datasette_claude_mem.worker.compress import (
     estimate_tokens,
     files_from_tool_input,
 )
+from datasette_claude_mem.worker.loop import Failure, Grant, LogRecord, Reservation, budget_spent
 
 if TYPE_CHECKING:
     from datasette_claude_mem.storage.store import Store
@@ -106,6 +108,7 @@ class LLMCompressed(Compressed):
     compressor: str = "llm"
     model: str | None = None
     fallback_reason: str | None = None
+    log: list[LogRecord] = field(default_factory=list)  # for the loop to write
 
 
 def head_and_tail(text: str, limit: int) -> tuple[str, bool]:
@@ -152,11 +155,6 @@ def _names(value: Any) -> list[str]:
         return []
     names = (_one_line(v, 200) for v in value if isinstance(v, str | int | float))
     return list(dict.fromkeys(n for n in names if n))[:_NAMES_MAX]
-
-
-def _midnight_utc() -> str:
-    now = datetime.now(UTC)
-    return format_ts(now.replace(hour=0, minute=0, second=0, microsecond=0))
 
 
 class LLMCompressor:
@@ -220,6 +218,8 @@ class LLMCompressor:
             note += f", shown as its first and last {self.max_raw_chars} or so"
         if item.truncated:
             note += "; it was cut short before it reached the queue"
+        if item.failure:
+            note += f"; the tool use failed ({item.failure}): this is its error, not its output"
         return self.prompt_template.safe_substitute(
             tool_name=item.tool_name,
             files=", ".join(item.files_touched) or "(none)",
@@ -235,52 +235,49 @@ class LLMCompressor:
     # The budget
 
     def spent_today(self) -> int:
-        """Tokens spent since UTC midnight, counting calls still under way at their estimate."""
-        return self.store.tokens_spent(EVENT, RESERVE_EVENT, _midnight_utc())
+        """Tokens spent since UTC midnight, counting calls still under way at their estimate
+        (read from the store the compressor was made with)."""
+        return budget_spent(self.store, EVENT, RESERVE_EVENT)
 
     def remaining_today(self) -> int:
         return max(self.daily_token_budget - self.spent_today(), 0)
 
-    def _reserve(self, item: QueueItem, estimate: int) -> str | None:
-        """Take `estimate` tokens of today's budget, or None when they are not left."""
-        with self.store.write():
-            if self.spent_today() + estimate > self.daily_token_budget:
-                return None
-            entry = self.store.log_event(
-                RESERVE_EVENT,
-                {"model": self.model_id, "queue_item_id": item.id, "estimate": estimate},
-                session_id=item.session_id,
-                project=item.project,
-            )
-        return entry.id if entry is not None else None
+    def reservation(self, item: QueueItem) -> Reservation:
+        """What this item's call would take from today's budget, for the loop to reserve."""
+        estimate_in, allowance = self.estimate(self.build_prompt(item))
+        return Reservation(
+            RESERVE_EVENT,
+            EVENT,
+            estimate_in + allowance,
+            self.daily_token_budget,
+            {"model": self.model_id},
+        )
 
-    def _settle(
+    def _settled(
         self,
-        reservation: str,
+        grant: Grant,
         item: QueueItem,
         *,
         tokens_in: int,
         tokens_out: int,
-        estimate: int,
         started: float,
         reported: bool,
         error: str | None = None,
-    ) -> None:
+    ) -> LogRecord:
+        """The event that settles a reservation, for the loop to log."""
         data: dict[str, Any] = {
             "model": self.model_id,
             "queue_item_id": item.id,
             "tool_name": item.tool_name,
-            "reservation": reservation,
-            "estimate": estimate,
+            "reservation": grant.reservation_id,
+            "estimate": grant.estimate,
             "usage_reported": reported,
         }
         if error is not None:
             data["error"] = error[:500]
-        self.store.log_event(
+        return LogRecord(
             EVENT,
             data,
-            session_id=item.session_id,
-            project=item.project,
             duration_ms=round((time.perf_counter() - started) * 1000),
             tokens_in=tokens_in,
             tokens_out=tokens_out,
@@ -294,7 +291,9 @@ class LLMCompressor:
 
     def fallback(self, item: QueueItem, reason: str) -> LLMCompressed:
         """The default, offline compression, marked as made without the model and why."""
-        done = compress(item.tool_name, item.tool_input or {}, item.raw_output or "")
+        done = compress(
+            item.tool_name, item.tool_input or {}, item.raw_output or "", failure=item.failure
+        )
         note = f"[compressed offline, not by {self.model_id}: {reason}]"
         detail = f"{done.detail}\n{note}" if done.detail else note
         return LLMCompressed(
@@ -310,17 +309,17 @@ class LLMCompressor:
             fallback_reason=reason,
         )
 
-    def __call__(self, item: QueueItem) -> LLMCompressed:
+    def __call__(self, item: QueueItem, grant: Grant | None = None) -> LLMCompressed:
+        """Compress with the model if the loop reserved the tokens (`grant`), else offline."""
         prompt = self.build_prompt(item)
-        estimate_in, allowance = self.estimate(prompt)
-        estimate = estimate_in + allowance
-        reservation = self._reserve(item, estimate)
-        if reservation is None:
+        if grant is None:
+            estimate = sum(self.estimate(prompt))
             return self.fallback(
                 item,
                 f"the daily token budget ({self.daily_token_budget}) has no room for this "
                 f"call's {estimate} tokens",
             )
+        estimate_in = self.estimate(prompt)[0]
         started = time.perf_counter()
         try:
             kwargs: dict[str, Any] = dict(self.options)
@@ -332,37 +331,41 @@ class LLMCompressor:
         except Exception as error:
             # A call refused for want of a key sent nothing; any other may have been billed.
             sent = not isinstance(error, self._needs_key_error)
-            self._settle(
-                reservation,
+            message = f"{type(error).__name__}: {error}"
+            settled = self._settled(
+                grant,
                 item,
                 tokens_in=estimate_in if sent else 0,
                 tokens_out=0,
-                estimate=estimate,
                 started=started,
                 reported=False,
-                error=f"{type(error).__name__}: {error}",
+                error=message,
             )
             if item.attempts >= item.max_attempts:
                 # The last attempt: an offline observation beats a dead letter.
-                return self.fallback(item, f"the model failed ({type(error).__name__})")
-            raise
+                done = self.fallback(item, f"the model failed ({type(error).__name__})")
+                done.log.append(settled)
+                return done
+            raise Failure(message, [settled]) from error
         reported = usage.input is not None or usage.output is not None
         tokens_in = usage.input if usage.input is not None else estimate_tokens(prompt)
         tokens_out = usage.output if usage.output is not None else estimate_tokens(text)
-        self._settle(
-            reservation,
+        settled = self._settled(
+            grant,
             item,
             tokens_in=int(tokens_in),
             tokens_out=int(tokens_out),
-            estimate=estimate,
             started=started,
             reported=reported,
         )
         try:
             answer = parse_answer(text)
         except ValueError:
-            return self.fallback(item, "the model's answer was not JSON")
-        return self._result(item, answer)
+            done = self.fallback(item, "the model's answer was not JSON")
+        else:
+            done = self._result(item, answer)
+        done.log.append(settled)
+        return done
 
     def _result(self, item: QueueItem, answer: dict[str, Any]) -> LLMCompressed:
         title = _one_line(answer.get("title"), TITLE_MAX)

@@ -4,18 +4,27 @@ A batch is claimed under a lease, each item is compressed outside any transactio
 result is written back in one transaction with the item's completion, so an item becomes one
 observation or, after its last failed attempt, a dead letter. Python files the item touched
 are re-read from disk to refresh the function map and the call graph.
+
+There is one loop, `run_batch`, for every place a worker runs: it is given a `Backend` that
+says how to read, how to write and where the heavy work (compression and source parsing)
+is done. `Worker.run_once` runs it on a store this process owns, compressing in-process (the
+`worker` command); the server runs it with Datasette's write thread and a worker process of
+its own (worker/in_server.py), so its threads only claim and finish.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from datasette_claude_mem.storage.models import (
     EdgeInput,
@@ -24,6 +33,7 @@ from datasette_claude_mem.storage.models import (
     FunctionMapUpsert,
     ObservationCreate,
     QueueItem,
+    format_ts,
 )
 from datasette_claude_mem.storage.store import LeaseLost, NotFound, Store
 from datasette_claude_mem.worker.code_index import (
@@ -35,12 +45,90 @@ from datasette_claude_mem.worker.code_index import (
 from datasette_claude_mem.worker.compress import Compressed, compress
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
+T = TypeVar("T")
 
 
 class Compressor(Protocol):
+    """Turns one item into a result and returns it; it never writes to the memory.
+
+    What a compression needs written (a budget reservation before it runs, a record of what
+    it cost after) it asks the loop for: a compressor with a `reservation(item)` method gets
+    the loop's answer (a `Grant`, or None when the budget has no room) as `grant`, and the
+    `log` of its result (or of the `Failure` it raises) is written with the item's result.
+    """
+
     name: str
 
     def __call__(self, item: QueueItem) -> Compressed: ...
+
+
+@dataclass
+class LogRecord:
+    """An event a compression asks the loop to log beside the item's result."""
+
+    event_type: str
+    data: dict[str, Any]
+    duration_ms: int | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+@dataclass
+class Reservation:
+    """Tokens a compression asks for, out of a daily budget, before it runs. Spending is
+    counted from `spent_event` rows since UTC midnight, plus reservations not yet settled."""
+
+    event_type: str
+    spent_event: str
+    estimate: int
+    budget: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Grant:
+    """A reservation the loop wrote: settle it by naming its id in the spent event."""
+
+    reservation_id: str
+    estimate: int
+
+
+def _midnight_utc() -> str:
+    now = datetime.now(UTC)
+    return format_ts(now.replace(hour=0, minute=0, second=0, microsecond=0))
+
+
+def budget_spent(store: Store, spent_event: str, reserved_event: str) -> int:
+    """Tokens spent since UTC midnight, counting reservations not yet settled in full."""
+    return store.tokens_spent(spent_event, reserved_event, _midnight_utc())
+
+
+def reserve(store: Store, item: QueueItem, ask: Reservation) -> Grant | None:
+    """Write the reservation if the budget has room for it, in one write transaction, so
+    two workers on one file cannot both take the last of it."""
+    with store.write():
+        if budget_spent(store, ask.spent_event, ask.event_type) + ask.estimate > ask.budget:
+            return None
+        entry = store.log_event(
+            ask.event_type,
+            {**ask.data, "queue_item_id": item.id, "estimate": ask.estimate},
+            session_id=item.session_id,
+            project=item.project,
+        )
+    return Grant(entry.id, ask.estimate) if entry is not None else None
+
+
+def write_log(store: Store, item: QueueItem, records: list[LogRecord]) -> None:
+    for record in records:
+        store.log_event(
+            record.event_type,
+            record.data,
+            session_id=item.session_id,
+            project=item.project,
+            duration_ms=record.duration_ms,
+            tokens_in=record.tokens_in,
+            tokens_out=record.tokens_out,
+        )
 
 
 class DefaultCompressor:
@@ -49,7 +137,9 @@ class DefaultCompressor:
     name = "default"
 
     def __call__(self, item: QueueItem) -> Compressed:
-        return compress(item.tool_name, item.tool_input or {}, item.raw_output or "")
+        return compress(
+            item.tool_name, item.tool_input or {}, item.raw_output or "", failure=item.failure
+        )
 
 
 def default_worker_id() -> str:
@@ -67,11 +157,23 @@ class Outcome:
     index_error: str | None = None
 
 
+class Failure(Exception):
+    """A compression that failed where it ran, its message already formatted, with what it
+    asks the loop to log."""
+
+    def __init__(self, message: str, log: list[LogRecord] | None = None) -> None:
+        super().__init__(message)
+        self.log = list(log or [])
+
+
 @dataclass
 class BatchReport:
     worker: str
     outcomes: list[Outcome] = field(default_factory=list)
     duration_ms: float = 0.0
+    # CPU time the heavy work took, and the process it ran in.
+    work_cpu_ms: float = 0.0
+    process: int | None = None
 
     @property
     def done(self) -> int:
@@ -210,9 +312,15 @@ class Worker:
             self.batch_size, worker=self.worker_id, lease_seconds=self.lease_seconds
         )
 
-    def compress(self, item: QueueItem) -> Compressed | Exception:
+    @property
+    def budgeted(self) -> bool:
+        return callable(getattr(self.compressor, "reservation", None))
+
+    def compress(self, item: QueueItem, grant: Grant | None = None) -> Compressed | Exception:
         """Compression runs outside any transaction; a failure is returned, not raised."""
         try:
+            if self.budgeted:
+                return self.compressor(item, grant=grant)  # type: ignore[call-arg]
             return self.compressor(item)
         except Exception as error:  # noqa: BLE001 - any failure is the item's failure
             return error
@@ -223,6 +331,7 @@ class Worker:
         item: QueueItem,
         result: Compressed | Exception,
         sources: list[SourceIndex] | None = None,
+        index_error: str | None = None,
     ) -> Outcome:
         """Write one item's result: its observation and completion, or its failure.
 
@@ -246,19 +355,22 @@ class Worker:
             except Exception as error:  # noqa: BLE001 - a malformed result fails its item
                 result = error
         if isinstance(result, Exception):
-            message = f"{type(result).__name__}: {result}"
+            message = str(result) if isinstance(result, Failure) else None
+            message = message or f"{type(result).__name__}: {result}"
             # A lost lease means the item went back to the queue: a later attempt records it.
-            with contextlib.suppress(LeaseLost, NotFound):
-                store.fail(item.id, self.worker_id, message)
+            with store.write():
+                write_log(store, item, getattr(result, "log", []))
+                with contextlib.suppress(LeaseLost, NotFound):
+                    store.fail(item.id, self.worker_id, message)
             return Outcome(item.id, False, error=message)
-        index_error = None
-        if self.index_code and sources is None:
+        if self.index_code and sources is None and index_error is None:
             try:
                 sources = read_sources(item, project_root(store, item))
             except Exception as error:  # noqa: BLE001 - the index is a by-product
                 index_error = f"{type(error).__name__}: {error}"
         try:
             with store.write():
+                write_log(store, item, getattr(result, "log", []))
                 _, made = store.complete(item.id, self.worker_id, observation)
                 if self.index_code and sources:
                     try:
@@ -288,6 +400,8 @@ class Worker:
                 "failed": report.failed,
                 "errors": [o.error for o in report.outcomes if o.error][:10],
                 "index_errors": [o.index_error for o in report.outcomes if o.index_error][:10],
+                "process": report.process,
+                "work_cpu_ms": round(report.work_cpu_ms, 1),
             },
             duration_ms=round(report.duration_ms),
             tokens_in=sum(o.tokens_in for o in report.outcomes),
@@ -296,16 +410,7 @@ class Worker:
 
     def run_once(self, store: Store) -> BatchReport:
         """Claim, compress and finish one batch on a store this process owns."""
-        started = time.perf_counter()
-        report = BatchReport(self.worker_id)
-        if not store.has_claimable_work():
-            return report
-        for item in self.claim(store):
-            report.outcomes.append(self.finish(store, item, self.compress(item)))
-        report.duration_ms = (time.perf_counter() - started) * 1000
-        if report.outcomes:
-            self.log(store, report)
-        return report
+        return asyncio.run(run_batch(self, LocalBackend(store)))
 
     def run(
         self,
@@ -326,3 +431,91 @@ class Worker:
             if not report.outcomes:
                 time.sleep(interval)
         return handled
+
+
+@dataclass
+class Work:
+    """What the heavy part of one item gave: its compression (or failure), the parsed
+    sources, and the CPU time it took in the process that did it."""
+
+    result: Compressed | Exception
+    sources: list[SourceIndex] = field(default_factory=list)
+    index_error: str | None = None
+    cpu_ms: float = 0.0
+    pid: int | None = field(default_factory=os.getpid)  # None: it never ran
+
+
+def do_work(worker: Worker, item: QueueItem, root: str | None, grant: Grant | None = None) -> Work:
+    """Compress one item and read the sources it touched, wherever this is called."""
+    started = time.process_time()
+    result = worker.compress(item, grant)
+    sources: list[SourceIndex] = []
+    index_error = None
+    if worker.index_code and not isinstance(result, Exception):
+        try:
+            sources = read_sources(item, root)
+        except Exception as error:  # noqa: BLE001 - the index is a by-product
+            index_error = f"{type(error).__name__}: {error}"
+    return Work(result, sources, index_error, (time.process_time() - started) * 1000)
+
+
+class Backend(Protocol):
+    """Where one worker loop reads, writes, and does the heavy work of an item."""
+
+    async def read(self, fn: Callable[[Store], T]) -> T: ...
+
+    async def write(self, fn: Callable[[Store], T]) -> T: ...
+
+    async def work(
+        self, worker: Worker, item: QueueItem, root: str | None, grant: Grant | None
+    ) -> Work: ...
+
+
+class LocalBackend:
+    """A store this process owns, and the heavy work done right here."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        return fn(self.store)
+
+    async def write(self, fn: Callable[[Store], T]) -> T:
+        return fn(self.store)
+
+    async def work(
+        self, worker: Worker, item: QueueItem, root: str | None, grant: Grant | None
+    ) -> Work:
+        return do_work(worker, item, root, grant)
+
+
+async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
+    """The worker loop's one step: claim a batch, do each item's heavy work through the
+    backend, finish each item in a transaction of its own, log the batch."""
+    started = time.perf_counter()
+    report = BatchReport(worker.worker_id)
+    if not await backend.read(lambda store: store.has_claimable_work()):
+        return report
+    for item in await backend.write(worker.claim):
+        root = None
+        if worker.index_code:
+            root = await backend.read(functools.partial(project_root, item=item))
+        grant = None
+        if worker.budgeted:
+            ask = worker.compressor.reservation(item)  # type: ignore[attr-defined]
+            grant = await backend.write(functools.partial(reserve, item=item, ask=ask))
+        work = await backend.work(worker, item, root, grant)
+        finish = functools.partial(
+            worker.finish,
+            item=item,
+            result=work.result,
+            sources=work.sources if worker.index_code else None,
+            index_error=work.index_error,
+        )
+        report.outcomes.append(await backend.write(finish))
+        report.work_cpu_ms += work.cpu_ms
+        report.process = work.pid or report.process
+    report.duration_ms = (time.perf_counter() - started) * 1000
+    if report.outcomes:
+        await backend.write(functools.partial(worker.log, report=report))
+    return report

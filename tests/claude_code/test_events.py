@@ -17,8 +17,6 @@ from datasette.app import Datasette
 from helpers import api_call, assert_error, query_rows
 from payloads import EVENT_FILES, EXPECTED_FILES, TOOL_FILES, Repo, load, make_repo, session_events
 
-from datasette_claude_mem.claude_code.events import MAX_RAW_OUTPUT_BYTES
-
 HOOKS = "/hooks"
 SID = "5d0c8a52-3f1e-4b7a-9c2d-aa11bb22cc33"
 
@@ -412,57 +410,106 @@ async def test_json_nested_too_deep_to_serialise_is_not_a_500(
         assert response.status_code < 500, (depth, response.text)
 
 
-# Big tool outputs
+# Big tool outputs: the queue keeps the head and tail up to the cap (64 KB by default)
+
+CAP = 64 * 1024
 
 
 @pytest.mark.asyncio
-async def test_a_5_mb_tool_response_is_stored_whole(ds: Datasette, token: str, repo: Repo) -> None:
+async def test_a_tool_response_under_the_cap_is_stored_whole(
+    ds: Datasette, token: str, repo: Repo
+) -> None:
     line = "    total = sum(row['amount'] for row in rows)  # a line of a big generated file\n"
-    content = line * (5 * 1024 * 1024 // len(line))
+    content = line * (50 * 1024 // len(line))
     payload = load(
         "PostToolUse-Bash.json",
         session_id=SID,
         cwd=str(repo.main),
         tool_response={"stdout": content, "stderr": "", "interrupted": False, "isImage": False},
     )
-    response = await post(ds, token, payload)
-    assert response.status_code == 200, response.text[:300]
+    assert (await post(ds, token, payload)).status_code == 200
     [item] = await queue_of(ds, SID)
     assert item["truncated"] == 0
     assert json.loads(item["raw_output"])["stdout"] == content
-    assert item["raw_bytes"] >= 5 * 1024 * 1024 - len(line)
+    assert item["raw_bytes"] == len(item["raw_output"].encode("utf-8"))
 
 
 @pytest.mark.asyncio
-async def test_a_tool_response_over_8_mib_is_stored_truncated_and_marked(
+async def test_a_5_mb_json_response_keeps_its_structure_head_and_tail(
+    ds: Datasette, token: str, repo: Repo
+) -> None:
+    lines = [f"tests/test_{n}.py::test_case PASSED\n" for n in range(150_000)]
+    content = "".join(lines) + "1 failed, 149999 passed in 12.5s\n"
+    response = {"stdout": content, "stderr": "boom\n", "interrupted": False, "isImage": False}
+    payload = load("PostToolUse-Bash.json", session_id=SID, cwd=str(repo.main))
+    payload["tool_response"] = response
+    assert (await post(ds, token, payload)).status_code == 200
+    [item] = await queue_of(ds, SID)
+    assert item["truncated"] == 1
+    assert item["raw_bytes"] == len(json.dumps(response, separators=(",", ":")))
+    assert len(item["raw_output"].encode("utf-8")) <= CAP
+    kept = json.loads(item["raw_output"])  # still JSON: only the long string was cut
+    assert {k: v for k, v in kept.items() if k != "stdout"} == {
+        "stderr": "boom\n",
+        "interrupted": False,
+        "isImage": False,
+    }
+    head, marker, tail = kept["stdout"].partition("\n[truncated: ")
+    # Whole lines at each end; the summary at the very end is there for compression.
+    assert content.startswith(head) and head.endswith("\n") and len(head) > CAP // 2
+    assert content.endswith(tail.split("]\n", 1)[1])
+    assert tail.endswith("1 failed, 149999 passed in 12.5s\n")
+    assert marker and f"{len(content)} bytes in all" in tail
+    [event] = await events_of(ds, SID)
+    assert event["data"]["truncated"] is True
+
+
+@pytest.mark.asyncio
+async def test_a_9_mb_text_response_keeps_its_head_and_tail(
     ds: Datasette, token: str, repo: Repo
 ) -> None:
     text = "0123456789abcdef" * (9 * 1024 * 1024 // 16)
     payload = load("PostToolUse-Bash.json", session_id=SID, cwd=str(repo.main), tool_response=text)
-    response = await post(ds, token, payload)
-    assert response.status_code == 200, response.text[:300]
+    assert (await post(ds, token, payload)).status_code == 200
     [item] = await queue_of(ds, SID)
-    assert item["truncated"] == 1
+    assert item["truncated"] == 1 and item["raw_bytes"] == len(text)
     stored = item["raw_output"]
-    assert stored.startswith(text[:1000])
-    assert f"[truncated: {len(text)} bytes in all]" in stored
-    assert MAX_RAW_OUTPUT_BYTES <= len(stored.encode("utf-8")) < MAX_RAW_OUTPUT_BYTES + 100
-    [event] = await events_of(ds, SID)
-    assert event["data"]["truncated"] is True
+    head, _, rest = stored.partition("\n[truncated: ")
+    assert rest.startswith(f"{len(text)} bytes in all")
+    assert text.startswith(head) and text.endswith(rest.split("]\n", 1)[1])
+    assert CAP // 2 < len(stored.encode("utf-8")) <= CAP
 
 
 @pytest.mark.asyncio
 async def test_truncation_never_splits_a_multibyte_character(
     ds: Datasette, token: str, repo: Repo
 ) -> None:
-    text = "é漢🙂" * (MAX_RAW_OUTPUT_BYTES // 9 + 10)  # 9 bytes a round
+    text = "é漢🙂" * (CAP // 9 + 10_000)  # 9 bytes a round
     payload = load("PostToolUse-Bash.json", session_id=SID, cwd=str(repo.main), tool_response=text)
     assert (await post(ds, token, payload)).status_code == 200
     [item] = await queue_of(ds, SID)
-    assert item["truncated"] == 1
-    body = item["raw_output"].split("\n[truncated:")[0]
-    assert text.startswith(body)
-    assert len(body.encode("utf-8")) <= MAX_RAW_OUTPUT_BYTES
+    assert item["truncated"] == 1 and item["raw_bytes"] == len(text.encode("utf-8"))
+    head, _, rest = item["raw_output"].partition("\n[truncated:")
+    tail = rest.split("]\n", 1)[1]
+    assert text.startswith(head) and text.endswith(tail) and head and tail
+    assert len(item["raw_output"].encode("utf-8")) <= CAP
+
+
+@pytest.mark.asyncio
+async def test_the_cap_is_configurable(
+    make_ds, memory_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_MEM_RAW_OUTPUT_CAP", "8192")
+    ds = await make_ds(memory_path)
+    token = await ds.create_token("claude-mem")
+    text = "".join(f"line {n}\n" for n in range(5000))
+    payload = load("PostToolUse-Bash.json", session_id=SID, cwd=str(repo.main), tool_response=text)
+    assert (await post(ds, token, payload)).status_code == 200
+    [item] = await queue_of(ds, SID)
+    assert item["truncated"] == 1 and item["raw_bytes"] == len(text)
+    assert len(item["raw_output"]) <= 8192
+    assert item["raw_output"].startswith("line 0\nline 1\n")
+    assert item["raw_output"].endswith("line 4998\nline 4999\n")
 
 
 # Excluded projects

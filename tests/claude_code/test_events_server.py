@@ -113,14 +113,17 @@ def test_big_tool_outputs_over_http(mem_server, repo: Repo) -> None:
         assert response.status_code == 200, response.text[:300]
     found = db_rows(
         mem_server.db_path,
-        "SELECT q.tool_use_id, q.truncated, length(CAST(p.raw_output AS BLOB)) AS size, "
-        "substr(p.raw_output, -60) AS tail FROM pending_queue q "
+        "SELECT q.tool_use_id, q.truncated, q.raw_bytes, p.raw_output FROM pending_queue q "
         "JOIN pending_payloads p ON p.item_id = q.id ORDER BY q.created_at",
     )
-    assert [(r["tool_use_id"], r["truncated"]) for r in found] == [("big", 0), ("huge", 1)]
-    assert found[0]["size"] == len(five)
-    assert found[1]["size"] < len(nine)
-    assert f"[truncated: {len(nine)} bytes in all]" in found[1]["tail"]
+    # Both are over the 64 KB cap: their head and tail are kept, their full size recorded.
+    assert [(r["tool_use_id"], r["truncated"]) for r in found] == [("big", 1), ("huge", 1)]
+    for row, text in zip(found, (five, nine), strict=True):
+        assert row["raw_bytes"] == len(text)
+        head, marker, rest = row["raw_output"].partition("\n[truncated: ")
+        assert marker and rest.startswith(f"{len(text)} bytes in all")
+        assert text.startswith(head) and text.endswith(rest.split("]\n", 1)[1])
+        assert len(row["raw_output"].encode("utf-8")) <= 64 * 1024
 
 
 def test_a_scripted_session_over_http_hooks_then_the_next_start(mem_server, repo: Repo) -> None:

@@ -25,8 +25,8 @@ class Counting(LLMCompressor):
         super().__init__(*args, **kwargs)
         self.by = {"llm": 0, "default": 0}
 
-    def __call__(self, item):
-        result = super().__call__(item)
+    def __call__(self, item, grant=None):
+        result = super().__call__(item, grant=grant)
         self.by[result.compressor] += 1
         return result
 

@@ -145,7 +145,7 @@ def test_body_hash_ignores_reformatting_comments_and_position():
                 item.price
                 for item in items
             )
-            return (subtotal * (1 + tax))
+            return subtotal * (1 + tax)
         """
     )
     indented = "class Wrapper:\n" + textwrap.indent(ORIGINAL, "    ")
@@ -155,8 +155,11 @@ def test_body_hash_ignores_reformatting_comments_and_position():
 
 def test_body_hash_changes_when_the_code_changes():
     edited = ORIGINAL.replace("1 + tax", "1 - tax")
+    # The hash reads the text's tokens, not its syntax tree: brackets are tokens.
+    regrouped = ORIGINAL.replace("subtotal * (1 + tax)", "(subtotal * 1) + tax")
     renamed_default = ORIGINAL.replace("tax=0.2", "tax=0.25")
     assert hash_of(edited, "total") != hash_of(ORIGINAL, "total")
+    assert hash_of(regrouped, "total") != hash_of(ORIGINAL, "total")
     assert hash_of(renamed_default, "total") != hash_of(ORIGINAL, "total")
 
 
@@ -390,3 +393,11 @@ def test_extract_calls_with_project_resolver(tmp_path: Path):
     assert ("app/models.py", "parse", "import") in main
     assert ("app/utils.py", "slugify", "import") in main
     assert ("os.path", "join", "import") in main
+
+
+def test_body_hash_reads_strings_whole():
+    with_hash_sign = ORIGINAL.replace("sum(item.price", 'sum(len("# not a comment") + item.price')
+    edited = with_hash_sign.replace("# not a comment", "# still not a comment")
+    recommented = with_hash_sign.replace("# Sum the prices.", "# Add them up.")
+    assert hash_of(edited, "total") != hash_of(with_hash_sign, "total")
+    assert hash_of(recommented, "total") == hash_of(with_hash_sign, "total")

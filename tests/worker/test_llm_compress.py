@@ -26,7 +26,7 @@ from datasette_claude_mem.worker.llm_compress import (  # noqa: E402
     head_and_tail,
     parse_answer,
 )
-from datasette_claude_mem.worker.loop import Worker  # noqa: E402
+from datasette_claude_mem.worker.loop import Worker, reserve, write_log  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +58,34 @@ def spent(store: Store) -> int:
         [EVENT],
     ).fetchone()
     return row[0]
+
+
+def compress_once(compressor: LLMCompressor, store: Store, item):
+    """One call as the worker loop makes it: the loop reserves the tokens, the compressor
+    returns its result, the loop writes what the result asks to be logged."""
+    grant = reserve(store, item, compressor.reservation(item))
+    result = compressor(item, grant=grant)
+    write_log(store, item, result.log)
+    return result
+
+
+def test_the_compressor_writes_nothing_itself(store: Store, session) -> None:
+    enqueue(store, session.id, 1)
+    compressor = LLMCompressor(store, "cm-test-json")
+    item = store.dequeue_batch(1, worker="w")[0]
+    refused = compressor(item, grant=None)  # no reservation: no call, the offline fallback
+    assert refused.compressor == "default" and "daily token budget" in refused.fallback_reason
+    assert models.PROMPTS == []
+    grant = reserve(store, item, compressor.reservation(item))
+    assert grant is not None
+    before = store.db.execute("SELECT count(*) FROM event_log").fetchone()[0]
+    result = compressor(item, grant=grant)
+    assert result.compressor == "llm" and len(models.PROMPTS) == 1
+    assert store.db.execute("SELECT count(*) FROM event_log").fetchone()[0] == before
+    [record] = result.log
+    assert record.event_type == EVENT and record.data["reservation"] == grant.reservation_id
+    write_log(store, item, result.log)
+    assert compressor.spent_today() == record.tokens_in + record.tokens_out
 
 
 def test_registered_model_compresses_through_the_worker(store: Store, session) -> None:
@@ -111,10 +139,10 @@ def test_fenced_answer_and_missing_usage(store: Store, session) -> None:
     enqueue(store, session.id, 2)
     fenced = LLMCompressor(store, "cm-test-fenced")
     nousage = LLMCompressor(store, "cm-test-nousage")
-    first = fenced(store.dequeue_batch(1, worker="w")[0])
+    first = compress_once(fenced, store, store.dequeue_batch(1, worker="w")[0])
     assert first.compressor == "llm" and first.title == "Bash compressed by cm-test-fenced"
     item = store.dequeue_batch(1, worker="w")[0]
-    second = nousage(item)
+    second = compress_once(nousage, store, item)
     assert second.compressor == "llm" and second.model == "cm-test-nousage"
     # No usage from the model: characters / 4 of what went in and came out.
     event = store.query_events(EVENT)[0]
@@ -139,7 +167,7 @@ def test_big_outputs_reach_the_model_capped_head_and_tail(store: Store, session)
     )
     compressor = LLMCompressor(store, "cm-test-json")
     item = store.dequeue_batch(1, worker="w")[0]
-    result = compressor(item)
+    result = compress_once(compressor, store, item)
     [prompt] = models.PROMPTS
     assert len(body) > 500_000
     assert len(prompt) < 20_000 + 4_000 + 2_000
@@ -184,7 +212,7 @@ def test_prompt_template_is_configurable(store: Store, session) -> None:
         prompt_template="Tool: $tool_name\nFiles: $files\nSay {json} about:\n$tool_output\n$nope",
         system="You are terse.",
     )
-    compressor(store.dequeue_batch(1, worker="w")[0])
+    compress_once(compressor, store, store.dequeue_batch(1, worker="w")[0])
     [prompt] = models.PROMPTS
     assert prompt.startswith("Tool: Bash\nFiles: (none)\nSay {json} about:\n")
     assert prompt.endswith("$nope") and "run 1" in prompt
@@ -194,7 +222,7 @@ def test_prompt_template_is_configurable(store: Store, session) -> None:
 def test_a_garbage_answer_falls_back_and_is_still_paid_for(store: Store, session) -> None:
     enqueue(store, session.id, 1)
     compressor = LLMCompressor(store, "cm-test-garbage")
-    result = compressor(store.dequeue_batch(1, worker="w")[0])
+    result = compress_once(compressor, store, store.dequeue_batch(1, worker="w")[0])
     assert result.compressor == "default" and result.model is None
     assert result.fallback_reason == "the model's answer was not JSON"
     assert "compressed offline, not by cm-test-garbage" in result.detail

@@ -452,6 +452,10 @@ def test_worker_batch_event(store: Store, session) -> None:
     worker = Worker(OneFails(), worker_id="batcher", batch_size=10)
     report = worker.run_once(store)
     [event] = store.query_events("worker_batch")
+    # The worker command compresses in its own process, and says how much CPU that took.
+    work_cpu_ms = event.data.pop("work_cpu_ms")
+    assert work_cpu_ms == round(report.work_cpu_ms, 1) and work_cpu_ms >= 0
+    assert event.data.pop("process") == os.getpid()
     assert event.data == {
         "worker": "batcher",
         "compressor": "one-fails",
