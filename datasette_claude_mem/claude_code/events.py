@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from datasette_claude_mem.claude_code import hook_script
 from datasette_claude_mem.claude_code.context import build_context
 from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.claude_code.raw_output import bound as bound_output
@@ -35,7 +36,8 @@ from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.worker.compress import files_from_tool_input
 
 RECORDED_EVENTS = set(CLAUDE_CODE_EVENTS)
-COMMON_FIELDS = {"session_id", "transcript_path", "cwd", "permission_mode", "hook_event_name"}
+# Kept as they came (the hook script, which redacts before it spools, keeps the same ones).
+COMMON_FIELDS = set(hook_script.COMMON_FIELDS)
 TOOL_EVENTS = ("PostToolUse", "PostToolUseFailure")
 SESSION_EVENTS = ("SessionStart", "Stop", "PostCompact")
 # A session's summary and compaction summary are read in pages and in the context: bounded.
@@ -152,8 +154,12 @@ def handle_hook(
     excluded_projects: Iterable[str] = (),
     event_id: str | None = None,
     with_context: bool = True,
+    redacted_before: dict[str, int] | None = None,
 ) -> HookResult:
-    """Store what one hook event says, and answer as Claude Code expects."""
+    """Store what one hook event says, and answer as Claude Code expects.
+
+    ``redacted_before``: what the command hook took from a spooled event before spooling it,
+    counted with what is taken here."""
     started = time.perf_counter()
     payload = storable(payload)
     event = str(payload.get("hook_event_name") or "unknown")
@@ -168,7 +174,12 @@ def handle_hook(
         return HookResult({}, event, session_id, project, 0.0)
 
     output: dict[str, Any] = {}
-    data: dict[str, Any] = {k: v for k, v in payload.items() if k not in COMMON_FIELDS}
+    # Redacted value by value (never as encoded JSON), counting what was taken: the counts go
+    # on the event row, the secrets nowhere.
+    redactions: dict[str, int] = dict(redacted_before or {})
+    data: dict[str, Any] = store.redact_value(
+        {k: v for k, v in payload.items() if k not in COMMON_FIELDS}, redactions
+    )
     context_since: str | None = None
     wants_context = event == "SessionStart" and with_context
     with store.write():
@@ -192,8 +203,11 @@ def handle_hook(
             bool(cwd) or (event in SESSION_EVENTS and store.get_session(session_id) is not None)
         )
         if event in TOOL_EVENTS and session_id:
+            # From the fields redacted above: redacted whole, then cut to the cap, so a key
+            # begun in the head and ended in the part dropped is still found.
             item = store.enqueue(
-                tool_use(payload, session_id, (config or Config()).raw_output_cap)
+                tool_use({**payload, **data}, session_id, (config or Config()).raw_output_cap),
+                redacted=True,
             ).row
             # The event row says what happened; the payload lives in the queue.
             data = {"tool_name": item.tool_name, "queue_item_id": item.id}
@@ -220,6 +234,8 @@ def handle_hook(
                 context_since = previous
         if event not in RECORDED_EVENTS:
             data = {"unknown_event": True, **data}
+        if redactions:
+            data["redactions"] = dict(sorted(redactions.items()))
         duration_ms = (time.perf_counter() - started) * 1000
         store.log_event(
             event,
@@ -228,6 +244,7 @@ def handle_hook(
             project=project,
             duration_ms=round(duration_ms),
             event_id=event_id,
+            redacted=True,
         )
     if wants_context and project:
         context = build_context(

@@ -8,8 +8,12 @@ server takes in at its next start. It always exits 0, quickly: it must never blo
 It runs once per tool call, so its start-up is its cost. Run it with `python -S`; it
 imports nothing but the C socket module: http.client alone costs ~100 ms (it imports ssl
 and email), socket ~10 ms (enum conversions), json and the idna codec ~9 ms each (re). The
-request is plain HTTP/1.1 written by hand, so is the spool line, and http.client is
-imported only for an https:// URL.
+request is plain HTTP/1.1 written by hand, and http.client is imported only for an https://
+URL.
+
+Only when it spools does it load more: json and the server's own redaction rules (the
+package's redaction modules are standard library only), so that no secret waits in the
+spool in clear. The spool is 0600 in a 0700 directory.
 
 A SessionStart that finds no server is handed to session_start.py beside this file, which
 starts the server and answers the context (from the file itself if the server is slow).
@@ -48,7 +52,8 @@ def base_dir() -> str:
 
 
 def event_name(body: bytes) -> bytes | None:
-    """The event's hook_event_name, found without json (see spool_line)."""
+    """The event's hook_event_name, found without json (whose import costs more than the
+    rest of the script; only spooling loads it)."""
     key = b'"hook_event_name"'
     at = body.find(key)
     if at < 0:
@@ -80,19 +85,54 @@ def spool_id() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def spool_line(body: bytes) -> bytes | None:
-    """The spool's line for an event: its id, when, and the event as it came; None if no event.
+# The fields every event has, which say where it came from and are kept as they are.
+COMMON_FIELDS = ("session_id", "transcript_path", "cwd", "permission_mode", "hook_event_name")
 
-    Built without json (whose import costs more than the rest of the script): a raw line
-    break in valid JSON can only be whitespace between tokens, so it becomes a space and the
-    event stays on one line. The server checks each line when it takes the spool in.
+
+class RulesUnavailable(Exception):
+    """The redaction rules could not be loaded: an event is then not spooled at all."""
+
+
+def _scrubber():
+    """The server's redaction engine, loaded from this package without the package itself.
+
+    The package's __init__ needs Datasette, which `python -S` cannot see; an empty stand-in
+    for it lets the redaction modules (standard library only) be imported from its folder.
     """
-    payload = body.strip()
-    if not (payload.startswith(b"{") and payload.endswith(b"}")):
+    name = "datasette_claude_mem"
+    if name not in sys.modules:
+        package = type(sys)(name)
+        package.__path__ = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+        sys.modules[name] = package
+    try:
+        from datasette_claude_mem.redaction.scrub import Scrubber
+    except Exception as error:  # noqa: BLE001 - any failure to load means: do not spool
+        raise RulesUnavailable(f"could not load the redaction rules: {error}") from error
+    return Scrubber()
+
+
+def redact_event(event: dict, counts: dict | None = None) -> dict:
+    """The event with every field but the common ones redacted, as the server does; what was
+    taken is added to ``counts`` by kind."""
+    scrubber = _scrubber()
+    return {k: v if k in COMMON_FIELDS else scrubber.value(v, counts) for k, v in event.items()}
+
+
+def spool_line(body: bytes) -> bytes | None:
+    """The spool's line for an event: its id, when, and the event redacted; None if no event."""
+    import json
+
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError):
         return None  # not an event; nothing worth keeping
-    payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
-    head = f'{{"id": "{spool_id()}", "spooled_at": {time.time()!r}, "payload": '
-    return head.encode("ascii") + payload + b"}\n"
+    if not isinstance(event, dict):
+        return None
+    counts: dict[str, int] = {}
+    entry = {"id": spool_id(), "spooled_at": time.time(), "payload": redact_event(event, counts)}
+    if counts:
+        entry["redactions"] = counts  # the server's count would find only markers
+    return json.dumps(entry).encode("ascii") + b"\n"
 
 
 def spool(body: bytes) -> None:
@@ -101,6 +141,8 @@ def spool(body: bytes) -> None:
         return
     base = base_dir()
     os.makedirs(base, mode=0o700, exist_ok=True)
+    if os.stat(base).st_mode & 0o077:
+        os.chmod(base, 0o700)  # made earlier, or under a loose umask: private from now on
     path = os.path.join(base, "spool.jsonl")
     try:
         import fcntl
@@ -109,6 +151,7 @@ def spool(body: bytes) -> None:
     while True:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # a spool made by an older hook, or copied in, is private too
             if fcntl is not None:
                 # The server renames the spool and then locks it before reading it: a line
                 # written under this shared lock to the file still at `path` is read.
@@ -268,7 +311,7 @@ def main() -> int:
                 sys.stderr.write(f"claude-mem: could not start the server: {error}\n")
         try:
             spool(body)
-        except OSError as error:
+        except (OSError, RulesUnavailable) as error:
             sys.stderr.write(f"claude-mem: could not spool the event: {error}\n")
         return 0
     if answer:

@@ -42,6 +42,17 @@ def ingest_spool(store: Store, spool_path: Path, **hook_options: Any) -> int:
         working.unlink()
 
 
+def _counts(value: Any) -> dict[str, int]:
+    """What the hook script took before it spooled the event: kind -> count, nothing else."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(kind)[:64]: n
+        for kind, n in value.items()
+        if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 2**31
+    }
+
+
 def _ingest_file(store: Store, path: Path, hook_options: dict[str, Any]) -> tuple[int, bool]:
     """How many lines were taken in, and whether the file was read to its end."""
     count = 0
@@ -63,7 +74,12 @@ def _ingest_file(store: Store, path: Path, hook_options: dict[str, Any]) -> tupl
                 continue
             try:
                 handle_hook(
-                    store, payload, event_id=entry.get("id"), with_context=False, **hook_options
+                    store,
+                    payload,
+                    event_id=entry.get("id"),
+                    with_context=False,
+                    redacted_before=_counts(entry.get("redactions")),
+                    **hook_options,
                 )
             except Exception as error:  # noqa: BLE001 - one bad event must not stop the start
                 # Its transaction was rolled back. A busy database is no fault of the line:

@@ -32,6 +32,7 @@ from datasette_claude_mem.pages.formatting import (
     short_project,
 )
 from datasette_claude_mem.pages.links import Links
+from datasette_claude_mem.redaction.counts import read_redaction_counts
 from datasette_claude_mem.storage import overview
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.worker import in_server
@@ -122,6 +123,7 @@ def dashboard_data(store: Store, now: datetime) -> dict[str, Any]:
         "sessions": overview.recent_sessions(store, 12),
         "learnings": overview.top_learnings(store, 15),
         "queue": queue_summary(store),
+        "redactions": read_redaction_counts(store.conn),
         "activity": days,
         "activity_chart": activity_chart(days),
         "activity_totals": {key: sum(d[key] for d in days) for key in overview.ACTIVITY_KINDS},

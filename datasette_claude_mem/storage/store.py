@@ -212,8 +212,8 @@ class Store(EntryStore):
         synchronous: str = "NORMAL",
         busy_timeout_ms: int = 5000,
         migrate_schema: bool = True,
-        redact_text: Callable[[str], str] | None = None,
-        redact_value: Callable[[Any], Any] | None = None,
+        redact_text: Callable[..., str] | None = None,
+        redact_value: Callable[..., Any] | None = None,
     ) -> None:
         self._owns_connection = isinstance(target, str | Path)
         if isinstance(target, Database):
@@ -239,8 +239,9 @@ class Store(EntryStore):
         if redact_text is None or redact_value is None:
             from datasette_claude_mem.redaction import redactor as redact
 
-            redact_text = redact_text or redact.redact
-            redact_value = redact_value or redact.redact_value
+            # Bound methods take an optional counts dict too (see Scrubber.text/value).
+            redact_text = redact_text or redact.DEFAULT.text
+            redact_value = redact_value or redact.DEFAULT.value
         self.redact_text = redact_text
         self.redact_value = redact_value
         self._depth = 0  # savepoints open inside a caller's transaction
@@ -897,10 +898,13 @@ class Store(EntryStore):
 
     # Queue
 
-    def enqueue(self, data: QueueItemCreate) -> Saved:
-        """Queue a raw tool use; the same (session, tool_use_id) again adds nothing."""
-        raw_output = self.redact_text(data.raw_output)
-        tool_input = self.redact_value(data.tool_input)
+    def enqueue(self, data: QueueItemCreate, *, redacted: bool = False) -> Saved:
+        """Queue a raw tool use; the same (session, tool_use_id) again adds nothing.
+
+        ``redacted``: the caller has already redacted it with this store's redactor (the hook
+        path does, value by value, to count what it took)."""
+        raw_output = data.raw_output if redacted else self.redact_text(data.raw_output)
+        tool_input = data.tool_input if redacted else self.redact_value(data.tool_input)
         tool_use_id = data.tool_use_id or new_id()
         now = utc_now()
         with self.write() as conn:
@@ -1123,10 +1127,13 @@ class Store(EntryStore):
         tokens_out: int | None = None,
         event_id: str | None = None,
         created_at: str | None = None,
+        redacted: bool = False,
     ) -> EventLogEntry:
-        """One event row; an event id already stored answers the stored row."""
+        """One event row; an event id already stored answers the stored row.
+
+        ``redacted``: ``data`` has already been through this store's redactor."""
         row_id = event_id or new_id()
-        payload = to_json(self.redact_value(data or {}))
+        payload = to_json((data or {}) if redacted else self.redact_value(data or {}))
         with self.write():
             inserted = self._all(
                 "INSERT INTO event_log (id, project, session_id, event_type, data, "

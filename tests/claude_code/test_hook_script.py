@@ -334,3 +334,60 @@ def test_the_url_after_the_script_wins_over_the_environment(mem_server, repo: Re
     rows = db_rows(mem_server.db_path, "SELECT event_type FROM event_log WHERE session_id = ?",
                    ["by-arg"])  # fmt: skip
     assert rows == [{"event_type": "UserPromptSubmit"}]
+
+
+def _fresh(n: int) -> str:
+    return os.urandom(n).hex()[:n] + "Q7"
+
+
+def test_secrets_are_redacted_before_they_are_spooled(tmp_path: Path, repo: Repo) -> None:
+    """Value by value, with the server's own rules, loaded by `python -S` from the package."""
+    password, token, key_body = _fresh(16), "gh" + "p_" + _fresh(34), _fresh(60)
+    pem = f"-----BEGIN {'OPENSSH PRIVATE'} KEY-----\n{key_body}\n"  # cut short, as `head` does
+    read = {"type": "text", "file": {"filePath": f"{repo.main}/.env", "content":
+            f"# local\npassword = {password}\nGITHUB_TOKEN={token}\n"}}  # fmt: skip
+    event = load("PostToolUse-Read.json", cwd=str(repo.main), tool_response=read,
+                 tool_input={"file_path": f"{repo.main}/.env", "api_key": _fresh(20)})  # fmt: skip
+    prompt = load("UserPromptSubmit.json", cwd=str(repo.main), prompt="my key:\n" + pem)
+    url = f"http://127.0.0.1:{free_port()}"
+    for payload in (event, prompt):
+        done = run_script(payload, url=url, base_dir=tmp_path)
+        assert done.returncode == 0 and done.stderr == b""
+    raw = (tmp_path / "spool.jsonl").read_bytes()
+    for secret in (password, token, key_body, event["tool_input"]["api_key"]):
+        assert secret.encode() not in raw
+    first, second = spooled(tmp_path)
+    content = first["payload"]["tool_response"]["file"]["content"]
+    assert content == (
+        "# local\npassword = [REDACTED:password]\nGITHUB_TOKEN=[REDACTED:github_token]\n"
+    )
+    assert first["payload"]["tool_input"]["api_key"] == "[REDACTED:secret]"
+    assert first["payload"]["cwd"] == str(repo.main)  # where it came from stays as it was
+    assert second["payload"]["prompt"] == "my key:\n[REDACTED:private_key]"
+
+
+def test_an_event_is_not_spooled_when_the_rules_cannot_be_loaded(tmp_path: Path) -> None:
+    """A copy of the script away from its package must not spool secrets in clear."""
+    alone = tmp_path / "alone" / "hook_script.py"
+    alone.parent.mkdir()
+    alone.write_bytes(SCRIPT.read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_MEM_")}
+    env.update(CLAUDE_MEM_URL=f"http://127.0.0.1:{free_port()}", CLAUDE_MEM_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-S", str(alone)], env=env, capture_output=True,
+                          input=json.dumps(load("Stop.json")).encode(), timeout=60)  # fmt: skip
+    assert done.returncode == 0
+    assert b"redaction rules" in done.stderr
+    assert not (tmp_path / "spool.jsonl").exists()
+
+
+def test_a_spool_made_loose_is_made_private(tmp_path: Path) -> None:
+    base = tmp_path / "loose"
+    base.mkdir(mode=0o755)
+    os.chmod(base, 0o755)
+    (base / "spool.jsonl").write_bytes(b"")
+    os.chmod(base / "spool.jsonl", 0o644)
+    done = run_script(load("Stop.json"), url=f"http://127.0.0.1:{free_port()}", base_dir=base)
+    assert done.returncode == 0
+    assert base.stat().st_mode & 0o777 == 0o700
+    assert (base / "spool.jsonl").stat().st_mode & 0o777 == 0o600
+    assert len(spooled(base)) == 1

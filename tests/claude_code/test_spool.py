@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,41 @@ def test_the_spool_is_private_to_the_user_until_taken_in(
     ingest_spool(store, config.spool_path)
     assert not config.spool_path.exists()
     assert sqlite3.connect(config.db_path).execute("SELECT count(*) FROM event_log").fetchone()
+
+
+def test_a_spool_in_clear_from_an_older_hook_is_redacted_when_taken_in(
+    config: Config, store: Store, project: Path
+) -> None:
+    """Its lines hold events as they came; the store still never sees the secret."""
+    secret = os.urandom(12).hex() + "Zq"
+    prompt = load("UserPromptSubmit.json", session_id="old", cwd=str(project),
+                  prompt=f"connect with\nDB_PASSWORD={secret}\nplease")  # fmt: skip
+    write_spool(config.spool_path, [prompt])
+    assert ingest_spool(store, config.spool_path) == 1
+    [(data,)] = store.conn.execute("SELECT data FROM event_log WHERE session_id = 'old'")
+    assert secret not in data
+    stored = json.loads(data)
+    assert stored["prompt"] == "connect with\nDB_PASSWORD=[REDACTED:password]\nplease"
+    assert stored["redactions"] == {"password": 1}
+    store.checkpoint()
+    assert secret.encode() not in config.db_path.read_bytes()
+
+
+def test_the_hooks_counts_are_kept_and_nonsense_counts_dropped(
+    config: Config, store: Store, project: Path
+) -> None:
+    """A spooled line says what the hook took; only kind -> positive count is believed."""
+    payloads = [
+        load("Stop.json", session_id=f"n{i}", cwd=str(project), last_assistant_message="done")
+        for i in range(2)
+    ]
+    lines = [
+        json.dumps({"id": hook_script.spool_id(), "spooled_at": 0.0, "payload": payloads[0],
+                    "redactions": {"password": 2, "jwt": "x", "secret": -1, "age_key": True}}),
+        json.dumps({"id": hook_script.spool_id(), "spooled_at": 0.0, "payload": payloads[1],
+                    "redactions": ["password"]}),
+    ]  # fmt: skip
+    config.spool_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert ingest_spool(store, config.spool_path) == 2
+    rows = store.conn.execute("SELECT data FROM event_log ORDER BY session_id").fetchall()
+    assert [json.loads(r[0]).get("redactions") for r in rows] == [{"password": 2}, None]

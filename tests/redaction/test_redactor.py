@@ -14,6 +14,7 @@ import re
 import string
 
 import pytest
+from corpus import make_corpus
 from test_secrets import blob, make_secrets
 
 from datasette_claude_mem.redaction import redactor as redact_module
@@ -26,6 +27,7 @@ from datasette_claude_mem.redaction.redactor import (
     redact,
     redact_value,
 )
+from datasette_claude_mem.redaction.scrub import PRIVATE_TAG, literal_present
 
 _rng = random.Random(20240601)
 ALNUM = string.ascii_letters + string.digits
@@ -229,8 +231,8 @@ def test_truncated_private_key() -> None:
     out = redact(head + "\n\nThat was the start of the key file.")
     for line in body[:3]:
         assert line not in out
-    assert out.startswith(marker("private_key"))
-    assert out.endswith("That was the start of the key file.")
+    # Begun and never ended: nothing after the BEGIN line can be told apart from the key.
+    assert out == marker("private_key")
 
 
 def test_encrypted_pem_with_headers() -> None:
@@ -677,7 +679,15 @@ def test_marker_format_and_kinds() -> None:
         "aws_secret_key",
         "custom",
     }
+    # The shapes the corpus (corpus.py) brings, with their own markers.
+    expected |= {
+        "azure_key", "sendgrid_key", "digitalocean_token", "telegram_token", "age_key",
+        "mailgun_key", "npm_token", "pypi_token", "huggingface_token", "vault_token",
+        "shopify_token", "atlassian_token", "linear_key", "discord_webhook",
+    }  # fmt: skip
     assert expected == set(KINDS)
+    found = {k for s in make_corpus() for k in re.findall(r"REDACTED:(\w+)", redact(s.text))}
+    assert found == set(KINDS) - {"custom"}
 
 
 def _everything() -> str:
@@ -726,7 +736,8 @@ def rules_that_change(text: str) -> set[str]:
 
 
 def rules_gated_in(text: str) -> set[str]:
-    return {RULES[i].name for i in redact_module._present(redact_module._fold(text))}
+    found = redact_module._present(redact_module._fold(text))
+    return {RULES[i].name for i in found if i != PRIVATE_TAG}
 
 
 def _every_alternative() -> list[str]:
@@ -773,6 +784,7 @@ def _shapes() -> list[str]:
     out += _every_alternative()
     secrets = make_secrets(20240601)
     out += [s.text for s in secrets] + blob(secrets).splitlines() + [blob(secrets)]
+    out += [s.text for s in make_corpus(20240601)]
     return out
 
 
@@ -895,6 +907,14 @@ def test_gated_and_ungated_redaction_agree_on_random_texts() -> None:
         assert GATED.text(text) == UNGATED.text(text), text
         missing = rules_that_change(text) - rules_gated_in(text)
         assert not missing, (missing, text)
+
+
+def test_the_hook_scripts_gate_reports_what_the_servers_does() -> None:
+    """Plain substring search (the stdlib engine) and the RE2 set agree on every shape."""
+    for shape in SHAPES + ["<private>x</private>", "<PRIVATE attr=1>"]:
+        for text in _variants(shape):
+            folded = redact_module._fold(text)
+            assert literal_present(folded) == redact_module._present(folded), text
 
 
 def test_literals_cannot_straddle_a_marker() -> None:
