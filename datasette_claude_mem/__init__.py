@@ -56,9 +56,16 @@ def register_routes(datasette):
     from datasette_claude_mem.api import export, login
     from datasette_claude_mem.api.routes import routes
     from datasette_claude_mem.mcp import endpoint
-    from datasette_claude_mem.pages import views
+    from datasette_claude_mem.pages import search, views
 
-    return routes() + endpoint.routes() + views.routes() + export.routes() + login.routes()
+    return (
+        routes()
+        + endpoint.routes()
+        + views.routes()
+        + search.routes()
+        + export.routes()
+        + login.routes()
+    )
 
 
 @hookimpl

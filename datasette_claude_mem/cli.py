@@ -370,6 +370,99 @@ def worker(
         store.close()
 
 
+@claude_mem.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Put back lost triggers, defaults, CHECKs and indexes; rebuild the search index",
+)
+def doctor(path: Path | None, repair: bool) -> None:
+    """Check a memory file against the schema its migrations make; exit 1 if it differs."""
+    import sqlite3
+
+    from datasette_claude_mem.storage import doctor as checks
+    from datasette_claude_mem.storage.store import connect
+
+    path = path or default_config().db_path
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    conn = None
+    try:
+        conn = connect(path)
+        if repair:
+            for action in checks.repair(conn):
+                click.echo(f"repaired: {action}")
+        problems = checks.check(conn, full=True)
+    except sqlite3.DatabaseError as error:
+        raise click.ClickException(f"{path} cannot be checked: {error}") from error
+    finally:
+        if conn is not None:
+            conn.close()
+    if not problems:
+        click.echo(f"{path}: ok, the schema and search index are as the migrations make them")
+        return
+    for problem in problems:
+        click.echo(f"{path}: {problem}")
+    hint = "" if repair else f"; run: datasette claude-mem doctor --repair {path}"
+    click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}{hint}", err=True)
+    sys.exit(1)
+
+
+@claude_mem.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--all", "everything", is_flag=True, help="Also re-embed rows whose text changed")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 1024))
+def embed(path: Path | None, everything: bool, batch_size: int) -> None:
+    """Compute the vectors semantic search needs, for rows that have none (needs the
+    embeddings extra)."""
+    from datasette_claude_mem.storage.search import missing_extra
+
+    reason = missing_extra()
+    if reason:
+        raise click.ClickException(f"semantic search is not installed ({reason})")
+    from datasette_claude_mem.storage.vectors import SentenceTransformerEmbedder
+    from datasette_claude_mem.worker.embed import backfill
+
+    path = path or default_config().db_path
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    embedder = SentenceTransformerEmbedder()
+    with Store(path) as store:
+        written = backfill(
+            store,
+            embedder,
+            everything=everything,
+            batch_size=batch_size,
+            progress=lambda count: click.echo(f"{count} embedded", err=True),
+        )
+    click.echo(f"{path}: {written} vectors written with {embedder.name} ({embedder.version})")
+
+
+@claude_mem.command(name="index-docs")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--project", help="The project key [default: the repository of ROOT]")
+@click.option("--glob", "globs", multiple=True, help="Which files (repeatable) [default: "
+              "CLAUDE.md, README*, docs/**/*.md, .claude/**/*.md]")  # fmt: skip
+def index_docs(root: Path, db_path: Path | None, project: str | None, globs: tuple[str, ...]):
+    """Index a project's markdown documents for search (unchanged files are skipped)."""
+    from datasette_claude_mem.worker import docs
+
+    with Store(db_path or default_config().db_path) as store:
+        run = docs.index_docs(store, root, project, tuple(globs) or docs.DEFAULT_GLOBS)
+    click.echo(
+        f"{run['project']}: {run['files_seen']} files, {run['files_indexed']} indexed, "
+        f"{run['files_unchanged']} unchanged, {run['files_removed']} removed, "
+        f"{run['chunks']} chunks in {run['duration_ms']} ms"
+    )
+    errors = json.loads(run["errors"])
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    if errors:
+        sys.exit(1)
+
+
 @claude_mem.command(name="import-claude-mem")
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(

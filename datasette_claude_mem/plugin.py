@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -24,12 +25,14 @@ from datasette_claude_mem.redaction.redactor import Redactor
 from datasette_claude_mem.settings import Config, SettingsError
 from datasette_claude_mem.storage.batching import WriteQueue
 from datasette_claude_mem.storage.queries import QUERIES
-from datasette_claude_mem.storage.store import Store, apply_pragmas, fts_query, migrate
+from datasette_claude_mem.storage.search import fts_query
+from datasette_claude_mem.storage.store import Store, apply_pragmas, migrate
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
     from datasette.database import Database as DatasetteDatabase
 
+ENV_EMBEDDINGS = "CLAUDE_MEM_EMBEDDINGS"
 T = TypeVar("T")
 
 
@@ -50,6 +53,9 @@ class PluginState:
     mcp_managers: dict[Any, Any] = field(default_factory=dict)
     # Sign-in links already used (api/login.py), with the time each would have expired.
     used_sign_in_links: dict[str, int] = field(default_factory=dict)
+    # Semantic search (storage/vectors.py), when the embeddings extra is installed.
+    semantic: Any = None
+    semantic_checked: bool = False
 
     @classmethod
     def from_datasette(cls, datasette: Datasette) -> PluginState:
@@ -95,6 +101,22 @@ def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:
     """The store on one of Datasette's connections (prepared by prepare_memory_connection)."""
     made = state(datasette).redactor
     return Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
+
+
+def semantic_search(datasette: Datasette) -> Any:
+    """The semantic side of search when the embeddings extra is installed and not switched
+    off (CLAUDE_MEM_EMBEDDINGS=0), else None."""
+    kept = state(datasette)
+    if not kept.semantic_checked:
+        from datasette_claude_mem.storage.search import missing_extra
+
+        kept.semantic_checked = True
+        switched_off = os.environ.get(ENV_EMBEDDINGS, "1").lower() in ("0", "false", "off")
+        if not switched_off and missing_extra() is None:
+            from datasette_claude_mem.storage.vectors import SemanticSearch
+
+            kept.semantic = SemanticSearch()
+    return kept.semantic
 
 
 def spool_path(datasette: Datasette) -> Path | None:
@@ -153,6 +175,7 @@ async def startup(datasette: Datasette) -> None:
             f"migrated to one: {error}. Point the plugin at another file, or set the "
             f"plugin's 'database' option to the memory database's name."
         ) from error
+    await _warn_about_schema(db)
     for query in QUERIES:
         await datasette.add_query(
             name,
@@ -185,6 +208,7 @@ async def startup(datasette: Datasette) -> None:
         state(datasette).config.worker,
         read=functools.partial(read, datasette),
         write=functools.partial(write, datasette),
+        idle=functools.partial(idle_work, datasette),
     )
 
 
@@ -208,3 +232,48 @@ async def take_in_spool(datasette: Datasette, path: Path, interval: float = 2.0)
             )
         except Exception as error:  # noqa: BLE001 - try again at the next turn
             print(f"claude-mem spool: {type(error).__name__}: {error}", file=sys.stderr)
+
+
+async def _warn_about_schema(db: DatasetteDatabase) -> None:
+    """A file whose triggers or defaults were lost still serves, but says so in one line."""
+    from datasette_claude_mem.storage.doctor import startup_warning
+
+    warning = await db.execute_fn(lambda conn: startup_warning(conn, db.path))
+    if warning:
+        print(warning, file=sys.stderr)
+
+
+async def _embed_one_batch(datasette: Datasette) -> int:
+    """Vectors for a batch of rows that have none, when the queue is idle: the model runs in
+    another thread, the rows are written through the write thread."""
+    semantic = semantic_search(datasette)
+    if semantic is None:
+        return 0
+    from datasette_claude_mem.worker.embed import BATCH_SIZE, embed_rows, store_rows, waiting
+
+    db = memory_database(datasette)
+    assert db is not None
+    embedder = await asyncio.to_thread(lambda: semantic.embedder)
+    batch = await db.execute_fn(lambda conn: waiting(conn, embedder, BATCH_SIZE))
+    if not batch:
+        return 0
+    rows = await asyncio.to_thread(embed_rows, embedder, batch)
+    return await write(datasette, lambda store: store_rows(store, rows))
+
+
+async def _refresh_documents(datasette: Datasette) -> int:
+    """Index again the documents of projects whose sessions wrote markdown since."""
+    from datasette_claude_mem.worker.docs import index_docs, stale_projects
+
+    db = memory_database(datasette)
+    assert db is not None
+    projects = await db.execute_fn(stale_projects)
+    for project in projects:
+        await write(datasette, lambda store, p=project: index_docs(store, Path(p), p))
+    return len(projects)
+
+
+async def idle_work(datasette: Datasette) -> int:
+    """What the in-server worker does when its queue is empty: embed rows that have no
+    vector yet, then index again the documents sessions wrote. Returns how much it did."""
+    return await _embed_one_batch(datasette) or await _refresh_documents(datasette)

@@ -27,7 +27,8 @@ PACKAGED = METADATA
 DB = "claude-mem"
 TABLES = (
     "sessions", "observations", "function_map", "call_graph", "learnings",
-    "pending_queue", "pending_payloads", "event_log", "memory_entries",
+    "pending_queue", "pending_payloads", "event_log", "memory_entries", "prompts",
+    "embeddings", "documents", "doc_chunks", "index_runs",
 )  # fmt: skip
 
 # Newest first, and the facets people filter by: for datasette.yaml, databases.claude-mem.tables.
@@ -38,6 +39,11 @@ TABLE_CONFIG: dict[str, dict[str, Any]] = {
     "call_graph": {"sort_desc": "created_at", "facets": ["resolution", "source", "project"]},
     "learnings": {"sort_desc": "updated_at", "facets": ["category", "is_active", "project"]},
     "pending_queue": {"sort_desc": "created_at", "facets": ["status", "tool_name", "project"]},
+    "prompts": {"sort_desc": "created_at", "facets": ["project"]},
+    "embeddings": {"sort_desc": "created_at", "facets": ["kind", "model"]},
+    "documents": {"sort_desc": "indexed_at", "facets": ["project"]},
+    "doc_chunks": {"sort_desc": "created_at", "facets": ["project", "path"]},
+    "index_runs": {"sort_desc": "started_at", "facets": ["status", "project"]},
     "pending_payloads": {"sort_desc": "item_id"},
     "event_log": {"sort_desc": "created_at", "facets": ["event_type", "project"]},
     "memory_entries": {"sort_desc": "created_at", "facets": ["namespace", "kind", "project"]},

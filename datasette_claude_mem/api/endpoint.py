@@ -50,3 +50,4 @@ class Endpoint:
     raw_response: bool = False
     max_body_bytes: int | None = None
     query: dict[str, str] = field(default_factory=dict)
+    optional_query: dict[str, str] = field(default_factory=dict)

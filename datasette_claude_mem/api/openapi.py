@@ -96,12 +96,14 @@ def openapi_document(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
                 "description": "Created" if status == 201 else "OK",
                 "content": {"application/json": {"schema": _success_schema(endpoint)}},
             }
-        for name, text in endpoint.query.items():
+        queries = [(n, t, True) for n, t in endpoint.query.items()]
+        queries += [(n, t, False) for n, t in endpoint.optional_query.items()]
+        for name, text, required in queries:
             operation.setdefault("parameters", []).append(
                 {
                     "name": name,
                     "in": "query",
-                    "required": True,
+                    "required": required,
                     "description": text,
                     "schema": {"type": "string"},
                 }
@@ -124,7 +126,7 @@ def openapi_document(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
         "info": {
             "title": "claude-mem memory API",
             "version": version("datasette-claude-mem"),
-            "description": "Writes to the memory database of datasette-claude-mem.",
+            "description": "Writes to and searches the memory database of datasette-claude-mem.",
         },
         "paths": paths,
         "components": {

@@ -11,6 +11,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -45,7 +46,9 @@ from datasette_claude_mem.storage.models import (
     Session,
     SessionClose,
     SessionStart,
+    format_ts,
 )
+from datasette_claude_mem.storage.search import SearchResult
 from datasette_claude_mem.storage.store import (
     Saved,
     Store,
@@ -205,6 +208,45 @@ async def context(call: Call) -> Response:
     return json_response({"ok": True, **await db.execute_fn(build)})
 
 
+async def search_memory(call: Call) -> Response:
+    from datasette_claude_mem.storage.search import SearchError, search
+
+    args = call.request.args
+    query = (args.get("q") or "").strip()
+    if not query:
+        raise ApiError(400, "q: the words to search for are required (?q=...)")
+    try:
+        limit = int(args.get("limit") or 20)
+    except ValueError as error:
+        raise ApiError(400, "limit: must be a whole number") from error
+    since = args.get("since") or None
+    if since is not None:
+        try:
+            since = format_ts(datetime.fromisoformat(since))
+        except ValueError as error:
+            raise ApiError(400, f"since: {since!r} is not an ISO 8601 date or time") from error
+    semantic = plugin.semantic_search(call.datasette)
+    db = plugin.memory_database(call.datasette)
+
+    def run(conn: sqlite3.Connection) -> dict:
+        found = search(
+            conn,
+            query,
+            project=args.get("project") or None,
+            kinds=args.get("kinds") or None,
+            since=since,
+            limit=limit,
+            mode=args.get("mode") or None,
+            semantic=semantic,
+        )
+        return found.model_dump(mode="json")
+
+    try:
+        return json_response(await db.execute_fn(run))
+    except SearchError as error:
+        raise ApiError(400, str(error)) from error
+
+
 async def openapi(call: Call) -> Response:
     from datasette_claude_mem.api.openapi import openapi_document
 
@@ -250,6 +292,19 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/context", context,
              "The memory context a new session of a project starts with",
              permission="view-database", query={"project": "The project key"}),
+    Endpoint("GET", "/search", search_memory,
+             "Search the memory: keyword, semantic or hybrid, best first",
+             returns=SearchResult, raw_response=True, permission="view-database",
+             query={"q": "The words to search for"},
+             optional_query={
+                 "project": "Only this project's hits (and global learnings)",
+                 "mode": "keyword, semantic or hybrid (default: hybrid when embeddings are "
+                         "installed, else keyword)",
+                 "kinds": "Comma-separated: observation, learning, session, prompt, note, doc "
+                          "(default all)",
+                 "since": "Only hits created at or after this ISO 8601 UTC time",
+                 "limit": "How many hits, 1 to 200 (default 20)",
+             }),
     Endpoint("GET", "/openapi.json", openapi, "This API's OpenAPI description",
              permission=None),
 ]  # fmt: skip

@@ -71,7 +71,7 @@ def search(
         # may be filtered out below.
         narrowed = since or not {"observation", "learning"} <= wanted
         fetch = FETCH if narrowed else limit
-        found = store.search(project, query, limit=fetch)  # the line that switches
+        found = store.search(project, query, limit=fetch, kinds=("observation", "learning"))
         hits += _with_sizes(store, [h for h in found if h.kind in wanted])
     if "note" in wanted:
         hits += _entries(store, project, query)

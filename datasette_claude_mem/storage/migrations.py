@@ -354,3 +354,178 @@ def m009_add_memory_entries(db: Database) -> None:
     for table in ("observations", "learnings"):
         for column in FORGET_COLUMNS:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+# The search index. Each searchable table has an external-content FTS5 table declared with
+# content="table" in double quotes: that is the spelling Datasette's and sqlite-utils' FTS
+# detection look for, so Datasette's search box, ?_search=, `sqlite-utils search` and
+# `rebuild-fts` all use the same index as the plugin. Column weights live in the index's own
+# rank setting, so bm25 ranks the same in every client that orders by rank.
+SEARCH_INDEXES: dict[str, dict[str, float]] = {
+    "observations": {
+        "title": 8.0,
+        "summary": 3.0,
+        "detail": 1.0,
+        "tool_name": 4.0,
+        "files_touched": 6.0,
+    },
+    "learnings": {"content": 4.0, "category": 6.0},
+    "sessions": {"summary": 2.0},
+    "prompts": {"prompt": 1.0},
+    "doc_chunks": {"heading": 6.0, "body": 1.0, "path": 5.0},
+    "memory_entries": {"key": 6.0, "value": 2.0},
+}
+
+# Prompts arrive as event_log rows; triggers copy each one into a table of its own, so that
+# every client can search them as a table (FTS5 content, `sqlite-utils search`, Datasette).
+PROMPT_EVENT = "UserPromptSubmit"
+_PROMPT_OF = "json_extract({row}.data, '$.prompt')"
+
+
+def create_search_index(db: Database, table: str, weights: dict[str, float]) -> None:
+    """An external-content FTS5 index over `table` with its bm25 weights,
+    filled from what the table holds now. A later table joins search with this call and
+    index_triggers in its own migration."""
+    fts = f"{table}_fts"
+    cols = ", ".join(weights)
+    db.execute(
+        f'CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content="{table}", '
+        "tokenize='porter unicode61')"
+    )
+    ranks = ", ".join(str(w) for w in weights.values())
+    db.execute(f"INSERT INTO {fts}({fts}, rank) VALUES ('rank', 'bm25({ranks})')")
+    db.execute(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
+
+
+def index_triggers(db: Database, table: str, columns: list[str]) -> None:
+    """Triggers that keep `table`'s index in step with it, named as sqlite-utils names its own.
+
+    An update is a delete of the old text and an insert of the new; INSERT OR REPLACE is
+    safe when recursive_triggers is on, which every connection of this project sets.
+    """
+    fts = f"{table}_fts"
+    cols = ", ".join(columns)
+    new = ", ".join(f"new.{c}" for c in columns)
+    old = ", ".join(f"old.{c}" for c in columns)
+    delete = f"INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.rowid, {old});"
+    insert = f"INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});"
+    db.execute(f"CREATE TRIGGER {table}_ai AFTER INSERT ON {table} BEGIN {insert} END")
+    db.execute(f"CREATE TRIGGER {table}_ad AFTER DELETE ON {table} BEGIN {delete} END")
+    db.execute(
+        f"CREATE TRIGGER {table}_au AFTER UPDATE OF {cols} ON {table} BEGIN {delete} {insert} END"
+    )
+
+
+def _create_prompts(db: Database) -> None:
+    is_prompt = f"{{row}}.event_type = '{PROMPT_EVENT}' AND {_PROMPT_OF} IS NOT NULL"
+    copy = (
+        "INSERT INTO prompts (id, project, session_id, prompt, created_at) "
+        f"SELECT new.id, new.project, new.session_id, {_PROMPT_OF.format(row='new')}, "
+        f"new.created_at WHERE {is_prompt.format(row='new')} ON CONFLICT(id) DO NOTHING;"
+    )
+    for statement in (
+        """CREATE TABLE prompts (
+            id TEXT PRIMARY KEY NOT NULL,
+            project TEXT,
+            session_id TEXT,
+            prompt TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX idx_prompts_project ON prompts(project, created_at)",
+        "CREATE INDEX idx_prompts_session ON prompts(session_id)",
+        f"CREATE TRIGGER event_log_prompt_ai AFTER INSERT ON event_log BEGIN {copy} END",
+        "CREATE TRIGGER event_log_prompt_ad AFTER DELETE ON event_log BEGIN "
+        "DELETE FROM prompts WHERE id = old.id; END",
+        "CREATE TRIGGER event_log_prompt_au AFTER UPDATE OF id, event_type, data, project, "
+        "session_id ON event_log BEGIN DELETE FROM prompts WHERE id = old.id; "
+        f"{copy} END",
+        "INSERT INTO prompts (id, project, session_id, prompt, created_at) "
+        f"SELECT id, project, session_id, {_PROMPT_OF.format(row='event_log')}, created_at "
+        f"FROM event_log WHERE {is_prompt.format(row='event_log')}",
+    ):
+        db.execute(statement)
+
+
+def _create_embeddings(db: Database) -> None:
+    """Vectors for semantic search, one per searchable row and model: little-endian float32,
+    with the model's name and version, so that vectors of two models are never compared.
+    text_hash tells a row whose text changed since it was embedded."""
+    db.execute(
+        f"""CREATE TABLE embeddings (
+            kind TEXT NOT NULL CHECK (length(kind) > 0),
+            item_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            version TEXT NOT NULL,
+            dims INTEGER NOT NULL CHECK (dims > 0),
+            vector BLOB NOT NULL CHECK (length(vector) = 4 * dims),
+            text_hash TEXT NOT NULL,
+            {_ts("created_at")},
+            PRIMARY KEY (kind, item_id, model)
+        )"""
+    )
+    db.execute("CREATE INDEX idx_embeddings_model ON embeddings(model, version)")
+
+
+def _create_documents(db: Database) -> None:
+    """A project's own documents: a row per file (its sha256 says whether it changed), its
+    chunks by heading with their line ranges, and a row per indexing pass."""
+    for statement in (
+        f"""CREATE TABLE documents (
+            {_ID},
+            project TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            {_int("bytes", 0)},
+            {_int("chunks", 0)},
+            {_ts("indexed_at")},
+            UNIQUE (project, path)
+        )""",
+        f"""CREATE TABLE doc_chunks (
+            {_ID},
+            document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            project TEXT NOT NULL,
+            path TEXT NOT NULL,
+            heading TEXT NOT NULL ON CONFLICT REPLACE DEFAULT '',
+            body TEXT NOT NULL,
+            line_start INTEGER NOT NULL,
+            line_end INTEGER NOT NULL CHECK (line_end >= line_start),
+            {_ts("created_at")}
+        )""",
+        "CREATE INDEX idx_chunks_document ON doc_chunks(document_id)",
+        "CREATE INDEX idx_chunks_project ON doc_chunks(project, path)",
+        f"""CREATE TABLE index_runs (
+            {_ID},
+            project TEXT NOT NULL,
+            root TEXT NOT NULL,
+            {_enum("status", ("running", "done", "error"), "running")},
+            {_ts("started_at")},
+            finished_at TEXT,
+            duration_ms INTEGER,
+            {_int("files_seen", 0)},
+            {_int("files_indexed", 0)},
+            {_int("files_unchanged", 0)},
+            {_int("files_removed", 0)},
+            {_int("chunks", 0)},
+            {_json_array("errors")}
+        )""",
+        "CREATE INDEX idx_runs_project ON index_runs(project, started_at)",
+    ):
+        db.execute(statement)
+
+
+@migrations(name="m007_rebuild_search_index")
+def m007_rebuild_search_index(db: Database) -> None:
+    """Rebuild the search index so every client finds it, and widen it to session summaries,
+    prompts and documents: the first indexes declared content='table' (single quotes), which
+    neither Datasette nor sqlite-utils recognise. It comes after m009, whose entries it
+    indexes again."""
+    for table in ("observations", "learnings", "memory_entries"):
+        for suffix in ("ai", "ad", "au"):
+            db.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
+        db.execute(f"DROP TABLE IF EXISTS {table}_fts")
+    _create_prompts(db)
+    _create_embeddings(db)
+    _create_documents(db)
+    for table, weights in SEARCH_INDEXES.items():
+        create_search_index(db, table, weights)
+        index_triggers(db, table, list(weights))

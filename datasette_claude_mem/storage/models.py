@@ -522,13 +522,18 @@ class HookOutput(BaseModel):
 
 
 class SearchHit(BaseModel):
-    kind: str = Field(description="observation or learning")
+    kind: str = Field(description="observation, learning, session, prompt, note or doc")
     id: str
     project: str | None = None
     session_id: str | None = None
+    type: str | None = Field(
+        default=None, description="The tool, learning category or session status"
+    )
     title: str
+    file: str | None = Field(default=None, description="The first file it touched, if any")
     snippet: str
-    rank: float
+    rank: float = Field(description="Lower is better: weighted bm25, or 1 - cosine similarity")
+    score: float = Field(default=0.0, description="Higher is better, within one answer")
     created_at: Timestamp
 
 

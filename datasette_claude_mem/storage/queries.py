@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datasette_claude_mem.storage.migrations import last_name
+from datasette_claude_mem.storage.search import keyword_sql
 
 
 @dataclass(frozen=True)
@@ -146,26 +147,17 @@ ORDER BY at, id""",
         name="search_memory",
         title="Search memory",
         description=(
-            "Full-text search over observations and learnings (global learnings included); "
-            "each word of q must match."
+            "Full-text search over observations, learnings (global ones included), session "
+            "summaries, prompts, saved notes and project documents, best first; each word of q "
+            "must match. kinds narrows to some of observation, learning, session, prompt, note, "
+            "doc (comma-separated); since is an ISO 8601 UTC time. The same search as the JSON "
+            "API's /-/claude-mem/search."
         ),
-        sql="""SELECT * FROM (
-    SELECT 'observation' AS kind, o.id, o.project, o.session_id, o.title,
-        snippet(observations_fts, -1, '[', ']', '…', 12) AS snippet,
-        bm25(observations_fts) AS rank, o.created_at
-    FROM observations_fts JOIN observations o ON o.rowid = observations_fts.rowid
-    WHERE observations_fts MATCH claude_mem_fts_query(:q)
-        AND (:project = '' OR o.project = :project) AND o.forgotten_at IS NULL
-    UNION ALL
-    SELECT 'learning', l.id, l.project, l.source_session_id, l.category,
-        snippet(learnings_fts, -1, '[', ']', '…', 12), bm25(learnings_fts), l.created_at
-    FROM learnings_fts JOIN learnings l ON l.rowid = learnings_fts.rowid
-    WHERE learnings_fts MATCH claude_mem_fts_query(:q) AND l.is_active = 1
-        AND (:project = '' OR l.project = :project OR l.project IS NULL)
-)
-ORDER BY rank, created_at DESC
-LIMIT 100""",
-        parameters=("project", "q"),
+        sql=keyword_sql(
+            match="claude_mem_fts_query(:q)",
+            limit="CAST(coalesce(nullif(:limit, ''), 100) AS INTEGER)",
+        ),
+        parameters=("q", "project", "kinds", "since", "limit"),
     ),
 )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +55,8 @@ from datasette_claude_mem.storage.models import (
     utc_now,
 )
 from datasette_claude_mem.storage.queries import QUERY_SQL
+from datasette_claude_mem.storage.search import fts_query as fts_query  # the MCP tools use it
+from datasette_claude_mem.storage.search import search
 
 if TYPE_CHECKING:
     from datasette_claude_mem.settings import Config
@@ -186,12 +187,6 @@ def utf8_length(text: str) -> int:
 
 def _hash(*parts: Any) -> str:
     return hashlib.sha256(to_json(parts).encode("utf-8")).hexdigest()
-
-
-def fts_query(text: str) -> str:
-    """Each word of a person's query as a quoted FTS5 term, so punctuation cannot break it."""
-    words = re.findall(r"\w+", text, flags=re.UNICODE)
-    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
 _OBSERVATIONS = TypeAdapter(list[Observation])
@@ -1224,27 +1219,18 @@ class Store(EntryStore):
 
     # Search
 
-    def search(self, project: str, query: str, limit: int = 20) -> list[SearchHit]:
-        """Full-text search of a project's observations and its (and global) learnings."""
-        match = fts_query(query)
-        if not match:
-            return []
-        rows = self._all(
-            """SELECT * FROM (
-                SELECT 'observation' AS kind, o.id, o.project, o.session_id, o.title,
-                    snippet(observations_fts, -1, '[', ']', '…', 12) AS snippet,
-                    bm25(observations_fts) AS rank, o.created_at
-                FROM observations_fts JOIN observations o ON o.rowid = observations_fts.rowid
-                WHERE observations_fts MATCH :q AND o.project = :project
-                    AND o.forgotten_at IS NULL
-                UNION ALL
-                SELECT 'learning', l.id, l.project, l.source_session_id, l.category,
-                    snippet(learnings_fts, -1, '[', ']', '…', 12), bm25(learnings_fts),
-                    l.created_at
-                FROM learnings_fts JOIN learnings l ON l.rowid = learnings_fts.rowid
-                WHERE learnings_fts MATCH :q AND l.is_active = 1
-                    AND (l.project = :project OR l.project IS NULL)
-            ) ORDER BY rank, created_at DESC LIMIT :limit""",
-            {"q": match, "project": project, "limit": limit},
+    def search(
+        self,
+        project: str | None,
+        query: str,
+        limit: int = 20,
+        *,
+        kinds: Sequence[str] | str | None = None,
+        since: str | None = None,
+        mode: str | None = "keyword",
+    ) -> list[SearchHit]:
+        """Search a project's memory (its own and global learnings); see storage.search."""
+        found = search(
+            self.conn, query, project=project, kinds=kinds, since=since, limit=limit, mode=mode
         )
-        return [SearchHit.model_validate(r) for r in rows]
+        return found.hits

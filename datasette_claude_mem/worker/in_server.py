@@ -36,8 +36,16 @@ _KEPT = "_claude_mem_worker"  # the running InServerWorker, kept on its Datasett
 class InServerWorker:
     """The worker loop's backend in the server, and the loop itself."""
 
-    def __init__(self, datasette: Datasette, settings: WorkerSettings, read: Run, write: Run):
+    def __init__(
+        self,
+        datasette: Datasette,
+        settings: WorkerSettings,
+        read: Run,
+        write: Run,
+        idle: Callable[[], Awaitable[int]] | None = None,
+    ):
         self.datasette = datasette
+        self.idle = idle
         self.interval = float(settings.interval)
         self.reader = read
         self.writer = write
@@ -81,17 +89,36 @@ class InServerWorker:
                     print(f"claude-mem worker: {type(error).__name__}: {error}", file=sys.stderr)
                     await asyncio.sleep(max(self.interval, 1.0) * 5)
                     continue
-                if not report.outcomes:
+                if not report.outcomes and not await self._idle():
                     await asyncio.sleep(self.interval)
         finally:
             await self.process.stop()
 
+    async def _idle(self) -> int:
+        """The work the plugin gives an idle loop (embeddings, documents); never fatal."""
+        if self.idle is None:
+            return 0
+        try:
+            return await self.idle()
+        except Exception as error:  # noqa: BLE001 - the queue's work must go on
+            print(f"claude-mem worker (idle): {type(error).__name__}: {error}", file=sys.stderr)
+            await asyncio.sleep(max(self.interval, 1.0) * 5)
+            return 0
 
-def start(datasette: Datasette, settings: WorkerSettings, *, read: Run, write: Run) -> None:
-    """Start the in-server worker as a background task, unless it is switched off."""
+
+def start(
+    datasette: Datasette,
+    settings: WorkerSettings,
+    *,
+    read: Run,
+    write: Run,
+    idle: Callable[[], Awaitable[int]] | None = None,
+) -> None:
+    """Start the in-server worker as a background task, unless it is switched off; `idle`
+    is what it does when the queue is empty."""
     if not settings.enabled:
         return
-    running = InServerWorker(datasette, settings, read, write)
+    running = InServerWorker(datasette, settings, read, write, idle)
     datasette.__dict__[_KEPT] = running
     datasette.add_background_task(running.run, name=TASK_NAME)
 

