@@ -439,8 +439,9 @@ def breakdown(rounds: int) -> list[tuple[str, float]]:
     from datasette.resources import DatabaseResource
 
     from datasette_claude_mem import plugin as plugin_server
+    from datasette_claude_mem.storage.database import connect
     from datasette_claude_mem.storage.models import ObservationCreate, QueueItemCreate, SessionStart
-    from datasette_claude_mem.storage.store import Store, connect
+    from datasette_claude_mem.storage.store import Store
 
     def p50(times: list[float]) -> float:
         return statistics.median(times)

@@ -41,8 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from datasette_claude_mem.storage.database import connect  # noqa: E402
 from datasette_claude_mem.storage.models import ObservationCreate, new_id  # noqa: E402
-from datasette_claude_mem.storage.store import Store, connect  # noqa: E402
+from datasette_claude_mem.storage.store import Store  # noqa: E402
 
 SUMMARY = "Changed the tokenizer so identifiers split on unicode boundaries; tests pass."
 OBS_COLUMNS = (

@@ -382,7 +382,7 @@ def doctor(path: Path | None, repair: bool) -> None:
     import sqlite3
 
     from datasette_claude_mem.storage import doctor as checks
-    from datasette_claude_mem.storage.store import connect
+    from datasette_claude_mem.storage.database import connect
 
     path = path or default_config().db_path
     if not path.is_file():

@@ -24,9 +24,10 @@ from datasette_claude_mem.names import PLUGIN
 from datasette_claude_mem.redaction.redactor import Redactor
 from datasette_claude_mem.settings import Config, SettingsError
 from datasette_claude_mem.storage.batching import WriteQueue
+from datasette_claude_mem.storage.database import apply_pragmas, migrate
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.search import fts_query
-from datasette_claude_mem.storage.store import Store, apply_pragmas, migrate
+from datasette_claude_mem.storage.store import Store
 
 if TYPE_CHECKING:
     from datasette.app import Datasette

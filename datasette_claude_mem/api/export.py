@@ -20,7 +20,7 @@ from datasette_claude_mem.api.errors import ApiError, error_response
 from datasette_claude_mem.api.routes import authorise
 from datasette_claude_mem.names import PREFIX
 from datasette_claude_mem.storage import portable
-from datasette_claude_mem.storage.store import connect
+from datasette_claude_mem.storage.database import connect
 
 if TYPE_CHECKING:
     from datasette.app import Datasette

@@ -23,6 +23,7 @@ from datasette_claude_mem import plugin
 from datasette_claude_mem.api.endpoint import Call, Endpoint
 from datasette_claude_mem.api.errors import ApiError, error_response, validation_messages
 from datasette_claude_mem.names import PREFIX
+from datasette_claude_mem.storage.database import Saved, to_json
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,
     EdgesAdd,
@@ -49,11 +50,7 @@ from datasette_claude_mem.storage.models import (
     format_ts,
 )
 from datasette_claude_mem.storage.search import SearchResult
-from datasette_claude_mem.storage.store import (
-    Saved,
-    Store,
-    to_json,
-)
+from datasette_claude_mem.storage.store import Store
 
 if TYPE_CHECKING:
     from datasette.app import Datasette

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from datasette_claude_mem.claude_code.project import project_key
+from datasette_claude_mem.storage.database import foreign_tables
 from datasette_claude_mem.storage.models import (
     ObservationCreate,
     SessionStart,
@@ -28,7 +29,7 @@ from datasette_claude_mem.storage.models import (
     SessionUpdate,
     format_ts,
 )
-from datasette_claude_mem.storage.store import Store, foreign_tables
+from datasette_claude_mem.storage.store import Store
 
 SOURCE = "claude-mem"
 REQUIRED_TABLES = {"sdk_sessions", "observations"}

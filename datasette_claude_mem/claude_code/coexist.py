@@ -16,7 +16,7 @@ from pathlib import Path
 from datasette_claude_mem.claude_code.claude_mem_import import inspect
 from datasette_claude_mem.names import CLAUDE_MEM_DIR_NAME, DB_FILENAME
 from datasette_claude_mem.settings import ENV_DIR, Config
-from datasette_claude_mem.storage.store import foreign_tables
+from datasette_claude_mem.storage.database import foreign_tables
 
 # Files of ours that may sit in the old directory beside the database.
 COMPANIONS = ("secret", "datasette.yaml")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datasette_claude_mem.storage.store import to_json, utf8_length
+from datasette_claude_mem.storage.database import to_json, utf8_length
 
 _SNAP_CHARS = 2000  # how far a cut may move to land on a line break
 _LEAF_MIN_CHARS = 1024  # strings shorter than this are never cut

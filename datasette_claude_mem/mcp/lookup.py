@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasette_claude_mem.storage.models import FunctionMapEntry
-from datasette_claude_mem.storage.store import Store, fts_query
+from datasette_claude_mem.storage.search import fts_query
+from datasette_claude_mem.storage.store import Store
 
 KINDS = ("observation", "learning", "note", "session", "prompt")
 # Rows a source is asked for before kinds and dates are applied to them.

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from datasette_claude_mem.storage.database import connect
 from datasette_claude_mem.storage.errors import StoreError
 from datasette_claude_mem.storage.migrations import migrations
 from datasette_claude_mem.storage.models import utc_now
-from datasette_claude_mem.storage.store import connect
 
 
 class BackupError(StoreError):

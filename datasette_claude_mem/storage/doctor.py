@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from datasette_claude_mem.storage.database import WRITE_RETRY_SECONDS, begin_immediate, migrate
 from datasette_claude_mem.storage.migrations import migrations
-from datasette_claude_mem.storage.store import WRITE_RETRY_SECONDS, begin_immediate, migrate
 
 _TABLE_CONSTRAINT = re.compile(r"^(constraint|primary|unique|check|foreign)\b", re.IGNORECASE)
 

@@ -30,7 +30,7 @@ class SavedEntry(NamedTuple):
     created: bool
 
 
-def _changes(conn: sqlite3.Connection) -> int:
+def rows_changed(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT changes()").fetchone()[0]
 
 
@@ -119,17 +119,17 @@ class EntryStore:
                 f"UPDATE learnings SET is_active = 0, updated_at = :now, {marks} WHERE id = :id",
                 params,
             )
-            kind = "learning" if _changes(conn) else None
+            kind = "learning" if rows_changed(conn) else None
             if kind is None:
                 conn.execute(f"UPDATE observations SET {marks} WHERE id = :id", params)
-                kind = "observation" if _changes(conn) else None
+                kind = "observation" if rows_changed(conn) else None
             if kind is None:
                 conn.execute(
                     f"UPDATE memory_entries SET {marks} WHERE forgotten_at IS NULL AND "
                     "(namespace, key) = (SELECT namespace, key FROM memory_entries WHERE id = :id)",
                     params,
                 )
-                found = _changes(conn) or self._one(
+                found = rows_changed(conn) or self._one(
                     "SELECT 1 FROM memory_entries WHERE id = ?", [row_id]
                 )
                 kind = "entry" if found else None

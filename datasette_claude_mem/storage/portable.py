@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from datasette_claude_mem.storage.database import to_json
 from datasette_claude_mem.storage.errors import StoreError
 from datasette_claude_mem.storage.models import utc_now
-from datasette_claude_mem.storage.store import to_json
 
 if TYPE_CHECKING:
     from datasette_claude_mem.storage.store import Store

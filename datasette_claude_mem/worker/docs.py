@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasette_claude_mem.claude_code.project import project_key
+from datasette_claude_mem.storage.database import to_json
 from datasette_claude_mem.storage.models import new_id, utc_now
-from datasette_claude_mem.storage.store import Store, to_json
+from datasette_claude_mem.storage.store import Store
 
 DEFAULT_GLOBS = ("CLAUDE.md", "README*", "docs/**/*.md", ".claude/**/*.md")
 MAX_BYTES = 1024 * 1024  # larger files are not documentation people wrote

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from datasette_claude_mem.storage.errors import LeaseLost, NotFound
 from datasette_claude_mem.storage.models import (
     EdgeInput,
     EdgesAdd,
@@ -35,7 +36,7 @@ from datasette_claude_mem.storage.models import (
     QueueItem,
     format_ts,
 )
-from datasette_claude_mem.storage.store import LeaseLost, NotFound, Store
+from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.worker.code_index import (
     SourceError,
     extract_calls,

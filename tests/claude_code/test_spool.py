@@ -144,7 +144,7 @@ def test_a_line_that_is_not_utf8_is_skipped(
 def test_a_busy_database_leaves_the_rest_for_the_next_pass(
     config: Config, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import datasette_claude_mem.storage.store as store_module
+    import datasette_claude_mem.storage.database as store_module
 
     monkeypatch.setattr(store_module, "WRITE_RETRY_SECONDS", 0.2)
     events = scripted_session("busy", project, tools=4)

@@ -13,7 +13,7 @@ from pathlib import Path
 from common import wait_for
 from sqlite_utils import Database
 
-from datasette_claude_mem.storage.store import connect, migrate
+from datasette_claude_mem.storage.database import connect, migrate
 
 
 def main() -> int:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from common import wait_for
 
+from datasette_claude_mem.storage.errors import LeaseLost
 from datasette_claude_mem.storage.models import ObservationCreate
-from datasette_claude_mem.storage.store import LeaseLost, Store
+from datasette_claude_mem.storage.store import Store
 
 
 def observation_for(item) -> ObservationCreate:

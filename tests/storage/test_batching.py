@@ -12,8 +12,9 @@ from helpers import api_call, query_rows
 
 from datasette_claude_mem import plugin as server
 from datasette_claude_mem.storage.batching import MAX_BATCH, run_batch
+from datasette_claude_mem.storage.errors import NotFound
 from datasette_claude_mem.storage.models import ObservationCreate, SessionStart
-from datasette_claude_mem.storage.store import NotFound, Store
+from datasette_claude_mem.storage.store import Store
 
 
 def note(session_id: str, i: int) -> ObservationCreate:

@@ -16,9 +16,10 @@ from helpers import MEMORY_TABLES
 from processes.common import PROCESSES, ROOT, UUID7
 from sqlite_utils import Database
 
+from datasette_claude_mem.storage.database import connect, migrate
 from datasette_claude_mem.storage.migrations import migrations
 from datasette_claude_mem.storage.models import new_id
-from datasette_claude_mem.storage.store import Store, connect, migrate
+from datasette_claude_mem.storage.store import Store
 
 MIGRATIONS_FILE = ROOT / "datasette_claude_mem" / "storage" / "migrations.py"
 SQLITE_UTILS = Path(sys.executable).parent / "sqlite-utils"

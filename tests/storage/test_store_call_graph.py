@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from datasette_claude_mem.storage.errors import NotFound
 from datasette_claude_mem.storage.migrations import last_name
 from datasette_claude_mem.storage.models import EdgeInput, EdgesAdd, Session, SessionStart
 from datasette_claude_mem.storage.queries import QUERY_SQL
-from datasette_claude_mem.storage.store import NotFound, Store
+from datasette_claude_mem.storage.store import Store
 
 
 def edge(caller: str, callee: str, caller_file: str = "a.py", callee_file: str = "b.py", **kw):

@@ -73,7 +73,7 @@ def test_log_event_with_unserialisable_data_raises_and_stores_nothing(store: Sto
 def test_log_event_while_the_database_is_locked_says_so(store: Store, config) -> None:
     """Another writer holding the lock past the deadline: the caller hears the database is
     busy (so the hook route answers 503 and the command hook spools)."""
-    import datasette_claude_mem.storage.store as store_module
+    import datasette_claude_mem.storage.database as store_module
 
     blocker = Store(config.db_path)
     blocker.conn.execute("BEGIN IMMEDIATE")

@@ -7,8 +7,9 @@ import time
 import pytest
 from pydantic import ValidationError
 
+from datasette_claude_mem.storage.errors import NotFound
 from datasette_claude_mem.storage.models import LearningCreate, LearningUpdate, Session
-from datasette_claude_mem.storage.store import NotFound, Store
+from datasette_claude_mem.storage.store import Store
 
 
 def learn(store: Store, content: str, category: str = "gotcha", **kw):

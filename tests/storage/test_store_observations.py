@@ -8,8 +8,9 @@ import struct
 import pytest
 from pydantic import ValidationError
 
+from datasette_claude_mem.storage.errors import NotFound
 from datasette_claude_mem.storage.models import ObservationCreate, Session, SessionStart
-from datasette_claude_mem.storage.store import NotFound, Store
+from datasette_claude_mem.storage.store import Store
 
 
 def obs(session: Session, title: str = "Edited parser", **kw) -> ObservationCreate:

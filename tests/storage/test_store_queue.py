@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from processes.common import PROCESSES
 
+from datasette_claude_mem.storage.errors import LeaseLost, NotFound
 from datasette_claude_mem.storage.models import (
     ObservationCreate,
     QueueItemCreate,
@@ -18,7 +19,7 @@ from datasette_claude_mem.storage.models import (
     Session,
     SessionStart,
 )
-from datasette_claude_mem.storage.store import LeaseLost, NotFound, Store
+from datasette_claude_mem.storage.store import Store
 
 SHORT_LEASE = 0.05
 

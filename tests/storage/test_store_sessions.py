@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from datasette_claude_mem.storage.errors import NotFound
 from datasette_claude_mem.storage.models import (
     ObservationCreate,
     Session,
@@ -17,7 +18,7 @@ from datasette_claude_mem.storage.models import (
     SessionStatus,
     SessionUpdate,
 )
-from datasette_claude_mem.storage.store import NotFound, Store
+from datasette_claude_mem.storage.store import Store
 
 
 def start(store: Store, project_dir: Path, **kw) -> Session:

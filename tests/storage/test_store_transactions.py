@@ -13,8 +13,10 @@ import time
 import pytest
 
 from datasette_claude_mem.settings import Config
+from datasette_claude_mem.storage.database import connect
+from datasette_claude_mem.storage.errors import NotFound
 from datasette_claude_mem.storage.models import ObservationCreate, Session, SessionStart
-from datasette_claude_mem.storage.store import NotFound, Store, connect
+from datasette_claude_mem.storage.store import Store
 
 
 def obs(session_id: str, title: str = "t") -> ObservationCreate:

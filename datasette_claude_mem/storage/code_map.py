@@ -1,0 +1,244 @@
+"""The function map and the call graph: what a session saw of the code and what changed.
+
+A mixin of the Store: its writes take the store's transactions and redaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from datasette_claude_mem.storage.database import (
+    to_json,
+)
+from datasette_claude_mem.storage.models import (
+    CallGraphEdge,
+    ChangeType,
+    EdgesAdd,
+    FunctionMapEntry,
+    FunctionMapUpsert,
+    new_id,
+    utc_now,
+)
+from datasette_claude_mem.storage.queries import QUERY_SQL
+
+if TYPE_CHECKING:
+    pass
+
+
+class CodeMapStore:
+    def upsert_functions(self, data: FunctionMapUpsert) -> list[FunctionMapEntry]:
+        """Record a file's functions as this session sees them, with what changed.
+
+        A function is compared with how the file stood before this session: new when it was
+        not there (or had been deleted), modified when its body hash differs, unchanged
+        otherwise; a function that was there and is missing now is recorded as deleted.
+        """
+        now = utc_now()
+        with self.write() as conn:
+            project = self._session_project(data.session_id)
+            before = {
+                row["qualified_name"]: row
+                for row in self._latest_function_rows(project, data.file_path, data.session_id)
+            }
+            seen = set()
+            for fn in data.functions:
+                seen.add(fn.qualified_name)
+                prior = before.get(fn.qualified_name)
+                if prior is None or prior["change_type"] == ChangeType.DELETED:
+                    change = ChangeType.NEW
+                elif prior["body_hash"] != fn.body_hash:
+                    change = ChangeType.MODIFIED
+                else:
+                    change = ChangeType.UNCHANGED
+                self._put_function(conn, project, data, fn.model_dump(), change, now)
+            for name, prior in before.items():
+                if name in seen or prior["change_type"] == ChangeType.DELETED:
+                    continue
+                gone = {
+                    "qualified_name": name,
+                    "kind": prior["kind"],
+                    "signature": prior["signature"],
+                    "docstring": prior["docstring"],
+                    "body_hash": prior["body_hash"],
+                    "decorators": json.loads(prior["decorators"]),
+                }
+                self._put_function(conn, project, data, gone, ChangeType.DELETED, now)
+            # A function deleted earlier in this session and absent again stays deleted; one
+            # this session saw that is now gone from a file it created is simply dropped.
+            rows = self._all(
+                "SELECT * FROM function_map WHERE project = ? AND file_path = ? "
+                "AND session_id = ? ORDER BY qualified_name",
+                [project, data.file_path, data.session_id],
+            )
+            stale = [
+                r["id"]
+                for r in rows
+                if r["qualified_name"] not in seen and r["qualified_name"] not in before
+            ]
+            for row_id in stale:
+                conn.execute("DELETE FROM function_map WHERE id = ?", [row_id])
+        return [FunctionMapEntry.model_validate(r) for r in rows if r["id"] not in stale]
+
+    def _latest_function_rows(
+        self, project: str, file_path: str, exclude_session: str | None = None
+    ) -> list[dict]:
+        params: list[Any] = [project, file_path]
+        other = ""
+        if exclude_session is not None:
+            other = "AND session_id != ?"
+            params.append(exclude_session)
+        return self._all(
+            f"""SELECT * FROM (
+                SELECT *, row_number() OVER (
+                    PARTITION BY qualified_name ORDER BY updated_at DESC, id DESC) AS _n
+                FROM function_map WHERE project = ? AND file_path = ? {other}
+            ) WHERE _n = 1 ORDER BY qualified_name""",
+            params,
+        )
+
+    def _put_function(
+        self,
+        conn: sqlite3.Connection,
+        project: str,
+        data: FunctionMapUpsert,
+        fn: dict[str, Any],
+        change: ChangeType,
+        now: str,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO function_map (id, project, session_id, file_path, qualified_name, "
+            "kind, signature, docstring, body_hash, decorators, change_type, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(project, file_path, qualified_name, session_id) DO UPDATE SET "
+            "kind = excluded.kind, signature = excluded.signature, "
+            "docstring = excluded.docstring, body_hash = excluded.body_hash, "
+            "decorators = excluded.decorators, change_type = excluded.change_type, "
+            "updated_at = excluded.updated_at",
+            [
+                new_id(),
+                project,
+                data.session_id,
+                data.file_path,
+                fn["qualified_name"],
+                str(fn["kind"]),
+                self.redact_text(fn["signature"]),
+                self._redact_opt(fn["docstring"]),
+                fn["body_hash"],
+                to_json(fn["decorators"]),
+                str(change),
+                now,
+            ],
+        )
+
+    def latest_functions(self, project: str, file_path: str) -> list[FunctionMapEntry]:
+        """The functions a file has now, as last recorded by any session."""
+        rows = self._latest_function_rows(project, file_path)
+        return [
+            FunctionMapEntry.model_validate(r)
+            for r in rows
+            if r["change_type"] != ChangeType.DELETED
+        ]
+
+    def changed_functions(
+        self,
+        project: str,
+        session_id: str | None = None,
+        limit: int = 200,
+        *,
+        since: str | None = None,
+    ) -> list[FunctionMapEntry]:
+        """Functions new, modified or deleted (in one session, or in any; after ``since``
+        when given), newest first."""
+        sql = "SELECT * FROM function_map WHERE project = ? AND change_type != 'unchanged'"
+        params: list[Any] = [project]
+        if session_id is not None:
+            sql += " AND session_id = ?"
+            params.append(session_id)
+        if since is not None:
+            sql += " AND updated_at > ?"
+            params.append(since)
+        sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
+        return [FunctionMapEntry.model_validate(r) for r in self._all(sql, [*params, limit])]
+
+    def add_edges(self, data: EdgesAdd) -> list[CallGraphEdge]:
+        """Add call edges; an edge seen again is confirmed rather than duplicated."""
+        now = utc_now()
+        with self.write() as conn:
+            project = self._session_project(data.session_id)
+            if data.replace_file is not None:
+                keep = {
+                    (e.caller_function, e.callee_file, e.callee_function)
+                    for e in data.edges
+                    if e.caller_file == data.replace_file
+                }
+                for row in self._all(
+                    "SELECT id, caller_function, callee_file, callee_function FROM call_graph "
+                    "WHERE project = ? AND caller_file = ? AND source = 'ast'",
+                    [project, data.replace_file],
+                ):
+                    key = (row["caller_function"], row["callee_file"], row["callee_function"])
+                    if key not in keep:
+                        conn.execute("DELETE FROM call_graph WHERE id = ?", [row["id"]])
+            ids = []
+            for edge in data.edges:
+                row_id = new_id()
+                conn.execute(
+                    "INSERT INTO call_graph (id, project, caller_file, caller_function, "
+                    "callee_file, callee_function, resolution, confidence, times_confirmed, "
+                    "source, session_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
+                    "ON CONFLICT(project, caller_file, caller_function, callee_file, "
+                    "callee_function) DO UPDATE SET times_confirmed = times_confirmed + 1, "
+                    "resolution = excluded.resolution, confidence = excluded.confidence, "
+                    "session_id = excluded.session_id",
+                    [
+                        row_id,
+                        project,
+                        edge.caller_file,
+                        edge.caller_function,
+                        edge.callee_file,
+                        edge.callee_function,
+                        str(edge.resolution),
+                        edge.confidence,
+                        edge.source,
+                        data.session_id,
+                        now,
+                    ],
+                )
+                found = conn.execute(
+                    "SELECT id FROM call_graph WHERE project = ? AND caller_file = ? "
+                    "AND caller_function = ? AND callee_file = ? AND callee_function = ?",
+                    [
+                        project,
+                        edge.caller_file,
+                        edge.caller_function,
+                        edge.callee_file,
+                        edge.callee_function,
+                    ],
+                ).fetchone()
+                ids.append(found[0])
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        rows = {
+            r["id"]: r for r in self._all(f"SELECT * FROM call_graph WHERE id IN ({marks})", ids)
+        }
+        return [CallGraphEdge.model_validate(rows[i]) for i in ids]
+
+    def callers(self, project: str, function: str, file: str | None = None) -> list[CallGraphEdge]:
+        """Edges into a function: who calls it."""
+        return self._edges(project, "callers", function, file)
+
+    def callees(self, project: str, function: str, file: str | None = None) -> list[CallGraphEdge]:
+        """Edges out of a function: what it calls."""
+        return self._edges(project, "callees", function, file)
+
+    def _edges(
+        self, project: str, query: str, function: str, file: str | None
+    ) -> list[CallGraphEdge]:
+        """By the SQL of the callers and callees stored queries, so both answer alike."""
+        rows = self._all(
+            QUERY_SQL[query], {"project": project, "function": function, "file": file or ""}
+        )
+        return [CallGraphEdge.model_validate(r) for r in rows]
