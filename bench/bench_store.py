@@ -6,7 +6,7 @@ What it measures, each for the store and for a bare sqlite3 connection (same pra
 file layout, same statements, same triggers) so the ratio is the store's own overhead:
 
 * one observation insert (the whole write transaction, its triggers and its read-back);
-* dequeue_batch(5) and list_observations(session, 100) on tables of 10k and 1M rows
+* claim(5) and list_observations(session, 100) on tables of 10k and 1M rows
   (--quick: 100k), built quickly with executemany in one transaction;
 * migrating a fresh file;
 * 3, 10 and 50 writer processes x 200 writes each: errors, rows lost, throughput.
@@ -57,7 +57,7 @@ INSERT_OBSERVATION = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(content_hash) DO NOTHING"
 )
-# The statements Store.dequeue_batch and Store.list_observations run.
+# The statements Store.claim and Store.list_observations run.
 EXPIRE_LEASES = (
     "UPDATE pending_queue SET "
     "status = CASE WHEN attempts >= max_attempts THEN 'error' ELSE 'raw' END, "
@@ -310,7 +310,7 @@ def bench_tables(work: Path, rows: int, iterations: int) -> dict:
     raw = raw_connection(path)
 
     def store_dequeue() -> None:
-        got = store.dequeue_batch(5, worker="bench", lease_seconds=300)
+        got = store.claim(5, worker="bench", lease_seconds=300)
         assert len(got) == 5
 
     def raw_dequeue() -> None:
@@ -569,7 +569,7 @@ def report(results: dict, args: argparse.Namespace, elapsed: float) -> str:
         "|---|---|---|",
         f"| store insert <= {TARGETS['insert_ratio']}x raw | {ins['ratio']:.2f}x "
         f"| {verdict(ins['ratio'] <= TARGETS['insert_ratio'])} |",
-        f"| dequeue_batch(5) p50 <= {TARGETS['dequeue_p50_ms']} ms at {big['rows']:,} rows "
+        f"| claim(5) p50 <= {TARGETS['dequeue_p50_ms']} ms at {big['rows']:,} rows "
         f"| {big['dequeue']['store']['p50']:.3f} ms "
         f"| {verdict(big['dequeue']['store']['p50'] <= TARGETS['dequeue_p50_ms'])} |",
         f"| list_by_session(100) p50 <= {TARGETS['list_p50_ms']} ms warm at {big['rows']:,} "
@@ -606,7 +606,7 @@ def report(results: dict, args: argparse.Namespace, elapsed: float) -> str:
 
     lines.append(row("observation insert (one transaction)", "-", ins))
     for t in tables:
-        lines.append(row("dequeue_batch(5)", f"{t['rows']:,}", t["dequeue"]))
+        lines.append(row("claim(5)", f"{t['rows']:,}", t["dequeue"]))
         lines.append(row("list_observations(session, 100), warm", f"{t['rows']:,}", t["list"]))
         lines.append(
             row(

@@ -274,7 +274,7 @@ def fill(store: Any, root: Path, name: str) -> str:
         )
     ).row
     store.enqueue(QueueItemCreate(session_id=session.id, tool_use_id="tu-2", tool_name="Bash"))
-    [claimed] = store.dequeue_batch(1, worker="w", project=session.project)
+    [claimed] = store.claim(1, worker="w", project=session.project)
     assert claimed.id == item.id
     store.complete(
         item.id,

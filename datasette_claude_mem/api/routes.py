@@ -106,7 +106,7 @@ async def enqueue(call: Call) -> Response:
 async def claim(call: Call) -> Response:
     data: QueueClaim = call.body
     items = await call.write(
-        lambda s: s.dequeue_batch(
+        lambda s: s.claim(
             data.n, worker=data.worker, lease_seconds=data.lease_seconds, project=data.project
         )
     )

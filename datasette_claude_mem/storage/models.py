@@ -470,7 +470,7 @@ class QueueItem(Record):
 
 class QueueStats(BaseModel):
     project: str | None = None
-    raw: int = 0
+    waiting: int = Field(0, description="Items waiting to be claimed (status raw)")
     processing: int = 0
     done: int = 0
     failed: int = Field(0, description="Errors that will be retried")

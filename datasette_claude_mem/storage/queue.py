@@ -103,7 +103,7 @@ class QueueStore:
         )
         return {r.pop("item_id"): r for r in rows}
 
-    def dequeue_batch(
+    def claim(
         self,
         n: int = 5,
         *,
@@ -238,7 +238,7 @@ class QueueStore:
         assert row is not None
         return QueueStats(
             project=project,
-            raw=row["waiting"],
+            waiting=row["waiting"],
             processing=row["in_progress"],
             done=row["done"],
             failed=row["failed"],

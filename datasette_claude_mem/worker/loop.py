@@ -309,9 +309,7 @@ class Worker:
 
     def claim(self, store: Store) -> list[QueueItem]:
         store.retry_failed()
-        return store.dequeue_batch(
-            self.batch_size, worker=self.worker_id, lease_seconds=self.lease_seconds
-        )
+        return store.claim(self.batch_size, worker=self.worker_id, lease_seconds=self.lease_seconds)
 
     @property
     def budgeted(self) -> bool:

@@ -77,7 +77,7 @@ def seed_memory(path: Path) -> dict[str, str]:
         )
     ).row
     ids["q_done"] = edit.id
-    store.dequeue_batch(1, worker="w1")
+    store.claim(1, worker="w1")
     _, observation = store.complete(
         edit.id,
         "w1",
@@ -99,14 +99,14 @@ def seed_memory(path: Path) -> dict[str, str]:
         QueueItemCreate(session_id=s1.id, tool_use_id="tu-bash", tool_name="Bash",
                         raw_output="make: *** [all] Error 2", max_attempts=3)
     ).row  # fmt: skip
-    store.dequeue_batch(1, worker="w1")
+    store.claim(1, worker="w1")
     store.fail(failing.id, "w1", f"compressor crashed {HOSTILE}")
     ids["q_failed"] = failing.id
     dead = store.enqueue(
         QueueItemCreate(session_id=s1.id, tool_use_id="tu-grep", tool_name="Grep",
                         raw_output="no matches", max_attempts=1)
     ).row  # fmt: skip
-    store.dequeue_batch(1, worker="w1")
+    store.claim(1, worker="w1")
     store.fail(dead.id, "w1", "gave up")
     ids["q_dead"] = dead.id
     store.upsert_functions(

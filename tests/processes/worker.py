@@ -38,7 +38,7 @@ def main() -> int:
         wait_for(Path(sys.argv[6]))
     lease_s, n = float(lease), int(batch)
     if mode == "die":
-        items = store.dequeue_batch(n, worker=name, lease_seconds=lease_s)
+        items = store.claim(n, worker=name, lease_seconds=lease_s)
         print(json.dumps({"claimed": [i.id for i in items]}), flush=True)
         time.sleep(120)
         return 3
@@ -47,7 +47,7 @@ def main() -> int:
     lease_lost = 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        items = store.dequeue_batch(n, worker=name, lease_seconds=lease_s)
+        items = store.claim(n, worker=name, lease_seconds=lease_s)
         claimed.extend(i.id for i in items)
         if mode == "work":
             for item in items:
@@ -58,7 +58,7 @@ def main() -> int:
                     lease_lost += 1
         if not items:
             stats = store.queue_stats()
-            if stats.raw == 0 and (mode == "claim" or stats.processing == 0):
+            if stats.waiting == 0 and (mode == "claim" or stats.processing == 0):
                 break
             time.sleep(0.01)
     else:

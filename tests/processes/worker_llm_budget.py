@@ -44,7 +44,7 @@ def main() -> int:
     while time.monotonic() < deadline:
         if not worker.run_once(store).outcomes:
             stats = store.queue_stats()
-            if stats.raw == 0 and stats.processing == 0:
+            if stats.waiting == 0 and stats.processing == 0:
                 break
             time.sleep(0.01)
     print(json.dumps({"model": compressor.by["llm"], "fallback": compressor.by["default"]}))

@@ -55,7 +55,7 @@ class BlockingCompressor(DefaultCompressor):
 
 def drained(store: Store) -> bool:
     stats = store.queue_stats()
-    return stats.raw == 0 and stats.processing == 0 and stats.failed == 0
+    return stats.waiting == 0 and stats.processing == 0 and stats.failed == 0
 
 
 def main() -> int:

@@ -237,7 +237,7 @@ def test_project_a_never_sees_project_b(store: Store, two_projects) -> None:
         seen += [("callers", e.project) for e in store.callers(project, "parse")]
         seen += [("callees", e.project) for e in store.callees(project, "main")]
         seen += [("event", e.project) for e in store.query_events(project=project)]
-        seen += [("queue", i.project) for i in store.dequeue_batch(10, project=project)]
+        seen += [("queue", i.project) for i in store.claim(10, project=project)]
         kinds = {kind for kind, _ in seen}
         assert kinds == {
             "session",
@@ -266,7 +266,7 @@ def test_project_a_never_sees_project_b(store: Store, two_projects) -> None:
         lambda: store.callers("C", "parse"),
         lambda: store.callees("C", "main"),
         lambda: store.query_events(project="C"),
-        lambda: store.dequeue_batch(10, project="C"),
+        lambda: store.claim(10, project="C"),
     ):
         assert read() == []
 
@@ -354,7 +354,7 @@ def test_a_worker_killed_holding_a_batch_loses_and_doubles_nothing(
             assert obs.title == f"observation of tu-{index}"
             assert item.attempts == (2 if item_id in held else 1)
     stats = store.queue_stats()
-    assert stats.raw == stats.processing == 0
+    assert stats.waiting == stats.processing == 0
     assert stats.dead_letters == (5 if max_attempts == 1 else 0)
     assert stats.done == 20 - stats.dead_letters
     assert store.get_session(session.id).observation_count == stats.done

@@ -61,7 +61,7 @@ def memory(tmp_path: Path) -> dict[str, str]:
         done = enqueue(store, a1.id, "tu-done", f"{DAY}T10:03:00.000Z", tool_name="Edit",
                        raw_output=OUTPUT)  # fmt: skip
         ids["done"] = done.id
-        store.dequeue_batch(1, worker="w")
+        store.claim(1, worker="w")
         _, observation = store.complete(
             done.id,
             "w",
@@ -71,7 +71,7 @@ def memory(tmp_path: Path) -> dict[str, str]:
         set_time(store, "observations", "created_at", observation.id, f"{DAY}T10:04:00.000Z")
         dead = enqueue(store, a1.id, "tu-dead", f"{DAY}T10:05:00.000Z", max_attempts=1)
         ids["dead"] = dead.id
-        store.dequeue_batch(1, worker="w")
+        store.claim(1, worker="w")
         store.fail(dead.id, "w", "gave up")
         learning = store.create_learning(
             LearningCreate(category="gotcha", content="alpha fact", confidence=0.9,
@@ -141,7 +141,7 @@ def test_queue_state_counts_and_the_last_batch(reader: Store) -> None:
     state = overview.queue_state(reader)
     stats = reader.queue_stats()
     assert (state["waiting"], state["done"], state["failed"], state["dead_letters"]) == (
-        stats.raw, stats.done, stats.failed, stats.dead_letters,
+        stats.waiting, stats.done, stats.failed, stats.dead_letters,
     ) == (1, 1, 0, 1)  # fmt: skip
     assert state["oldest_waiting_seconds"] > 0, "the waiting item was queued in the past"
     assert "oldest_waiting_age_seconds" not in state

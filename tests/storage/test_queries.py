@@ -116,7 +116,7 @@ def seed(store: Store) -> dict[str, Any]:
         "created_at = '2000-01-01T00:00:00.000Z' WHERE tool_use_id IN ('claimed','done',"
         "'failed','dead')"
     )
-    claimed = store.dequeue_batch(4, worker="seed")
+    claimed = store.claim(4, worker="seed")
     assert {i.tool_use_id for i in claimed} == {"claimed", "done", "failed", "dead"}
     store.complete(items["done"], "seed")
     store.fail(items["failed"], "seed", "boom")

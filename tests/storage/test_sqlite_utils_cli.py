@@ -140,7 +140,7 @@ def test_queue_rows_added_by_hand_are_claimable(
         [{"session_id": session.id, "tool_name": "Bash", "files_touched": ["a.py"]}],
     )
     assert result.returncode == 0, result.stderr
-    (item,) = store.dequeue_batch(5, worker="w")
+    (item,) = store.claim(5, worker="w")
     assert item.project == session.project
     assert item.files_touched == ["a.py"]
     assert UUID7.match(item.tool_use_id)

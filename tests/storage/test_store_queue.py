@@ -113,7 +113,7 @@ def test_enqueue_for_unknown_session_is_refused(store: Store) -> None:
 
 def test_dequeue_claims_oldest_first_in_batches(store: Store, session: Session) -> None:
     made = [enqueue(store, session, f"tu-{i}").row.id for i in range(5)]
-    first = store.dequeue_batch(3, worker="w1")
+    first = store.claim(3, worker="w1")
     assert [i.id for i in first] == made[:3]
     for item in first:
         assert item.status == QueueStatus.PROCESSING
@@ -121,15 +121,15 @@ def test_dequeue_claims_oldest_first_in_batches(store: Store, session: Session) 
         assert item.attempts == 1
         assert item.lease_expires_at > datetime.now(UTC)
         assert item.raw_output == f"output of {item.tool_use_id}"  # payload comes along
-    second = store.dequeue_batch(3, worker="w2")
+    second = store.claim(3, worker="w2")
     assert [i.id for i in second] == made[3:]
-    assert store.dequeue_batch(3, worker="w3") == []
+    assert store.claim(3, worker="w3") == []
     assert [status(store, i) for i in made] == ["processing"] * 5
 
 
 def test_dequeue_without_payload(store: Store, session: Session) -> None:
     enqueue(store, session, "tu-1")
-    (item,) = store.dequeue_batch(1, include_payload=False)
+    (item,) = store.claim(1, include_payload=False)
     assert item.raw_output is None
 
 
@@ -137,8 +137,8 @@ def test_dequeue_by_project(store: Store, session: Session) -> None:
     other = store.create_session(SessionStart(project_dir="/o", project="other")).row
     mine = enqueue(store, session, "tu-1").row
     theirs = enqueue(store, other, "tu-1").row
-    assert [i.id for i in store.dequeue_batch(5, project="other")] == [theirs.id]
-    assert [i.id for i in store.dequeue_batch(5, project=session.project)] == [mine.id]
+    assert [i.id for i in store.claim(5, project="other")] == [theirs.id]
+    assert [i.id for i in store.claim(5, project=session.project)] == [mine.id]
 
 
 def test_claims_from_several_processes_never_overlap(
@@ -177,12 +177,10 @@ def test_expired_lease_returns_the_item_and_counts_the_attempt(
     """A worker that died holding an item does not strand it; a live lease is left alone."""
     item = enqueue(store, session, "tu-1").row
     held = enqueue(store, session, "tu-2").row
-    assert [i.id for i in store.dequeue_batch(1, worker="dead", lease_seconds=SHORT_LEASE)] == [
-        item.id
-    ]
-    assert [i.id for i in store.dequeue_batch(1, worker="alive", lease_seconds=60)] == [held.id]
+    assert [i.id for i in store.claim(1, worker="dead", lease_seconds=SHORT_LEASE)] == [item.id]
+    assert [i.id for i in store.claim(1, worker="alive", lease_seconds=60)] == [held.id]
     time.sleep(SHORT_LEASE + 0.01)
-    assert [i.id for i in store.dequeue_batch(5, worker="w2")] == [item.id]
+    assert [i.id for i in store.claim(5, worker="w2")] == [item.id]
     again = store.get_queue_item(item.id)
     assert again.lease_owner == "w2"
     assert again.attempts == 2
@@ -193,7 +191,7 @@ def test_expired_lease_returns_the_item_and_counts_the_attempt(
 
 def test_complete_by_the_lease_holder(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1").row
-    store.dequeue_batch(1, worker="w1")
+    store.claim(1, worker="w1")
     done, made = store.complete(item.id, "w1")
     assert done.status == QueueStatus.DONE
     assert done.completed_at is not None
@@ -205,7 +203,7 @@ def test_complete_by_the_lease_holder(store: Store, session: Session) -> None:
 
 def test_complete_with_observation_links_them(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1").row
-    store.dequeue_batch(1, worker="w1")
+    store.claim(1, worker="w1")
     observation = ObservationCreate(
         session_id=session.id, tool_name="Bash", title="Ran tests", summary="12 passed"
     )
@@ -219,7 +217,7 @@ def test_complete_with_observation_links_them(store: Store, session: Session) ->
 def test_complete_is_all_or_nothing(store: Store, session: Session) -> None:
     """If the observation cannot be stored, the item stays claimed, not falsely done."""
     item = enqueue(store, session, "tu-1").row
-    store.dequeue_batch(1, worker="w1")
+    store.claim(1, worker="w1")
     bad = ObservationCreate(session_id="no-such-session", tool_name="B", title="t", summary="s")
     with pytest.raises(NotFound):
         store.complete(item.id, "w1", observation=bad)
@@ -232,11 +230,11 @@ def test_complete_is_all_or_nothing(store: Store, session: Session) -> None:
 
 def test_only_the_lease_holder_can_complete(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1").row
-    store.dequeue_batch(1, worker="slow", lease_seconds=SHORT_LEASE)
+    store.claim(1, worker="slow", lease_seconds=SHORT_LEASE)
     with pytest.raises(LeaseLost):
         store.complete(item.id, "someone-else")
     time.sleep(SHORT_LEASE + 0.01)
-    store.dequeue_batch(1, worker="fast")
+    store.claim(1, worker="fast")
     observation = ObservationCreate(session_id=session.id, tool_name="B", title="t", summary="s")
     with pytest.raises(LeaseLost):
         store.complete(item.id, "slow", observation=observation)
@@ -250,7 +248,7 @@ def test_only_the_lease_holder_can_complete(store: Store, session: Session) -> N
 
 def test_fail_backs_off_then_retry_failed_requeues(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1").row
-    store.dequeue_batch(1, worker="w1")
+    store.claim(1, worker="w1")
     failed = store.fail(item.id, "w1", "API timeout")
     assert failed.status == QueueStatus.ERROR
     assert failed.last_error == "API timeout"
@@ -258,11 +256,11 @@ def test_fail_backs_off_then_retry_failed_requeues(store: Store, session: Sessio
     assert failed.available_at > datetime.now(UTC)  # a backoff before the next try
     assert failed.available_at < datetime.now(UTC) + timedelta(minutes=11)
     assert store.retry_failed() == 0  # too early
-    assert store.dequeue_batch(1, worker="w1") == []
+    assert store.claim(1, worker="w1") == []
     make_available_now(store, item.id)
     assert store.retry_failed() == 1
     assert status(store, item.id) == "raw"
-    (again,) = store.dequeue_batch(1, worker="w2")
+    (again,) = store.claim(1, worker="w2")
     assert again.attempts == 2
 
 
@@ -270,7 +268,7 @@ def test_backoff_grows_with_attempts(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1", max_attempts=5).row
     waits = []
     for _ in range(3):
-        store.dequeue_batch(1, worker="w")
+        store.claim(1, worker="w")
         failed = store.fail(item.id, "w", "boom")
         waits.append(failed.available_at - failed.updated_at)
         make_available_now(store, item.id)
@@ -280,7 +278,7 @@ def test_backoff_grows_with_attempts(store: Store, session: Session) -> None:
 
 def test_only_the_lease_holder_can_fail(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1").row
-    store.dequeue_batch(1, worker="w1")
+    store.claim(1, worker="w1")
     with pytest.raises(LeaseLost):
         store.fail(item.id, "w2", "not mine")
     assert status(store, item.id) == "processing"
@@ -289,15 +287,15 @@ def test_only_the_lease_holder_can_fail(store: Store, session: Session) -> None:
 def test_dead_letter_after_max_attempts(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1", max_attempts=2).row
     for attempt in (1, 2):
-        (claimed,) = store.dequeue_batch(1, worker="w")
+        (claimed,) = store.claim(1, worker="w")
         assert claimed.attempts == attempt
         store.fail(item.id, "w", f"failure {attempt}")
         make_available_now(store, item.id)
         store.retry_failed()
     stats = store.queue_stats()
-    assert (stats.failed, stats.dead_letters, stats.raw) == (0, 1, 0)
+    assert (stats.failed, stats.dead_letters, stats.waiting) == (0, 1, 0)
     assert store.retry_failed() == 0
-    assert store.dequeue_batch(1, worker="w") == []
+    assert store.claim(1, worker="w") == []
     dead = store.get_queue_item(item.id)
     assert dead.status == QueueStatus.ERROR
     assert dead.last_error == "failure 2"
@@ -306,14 +304,14 @@ def test_dead_letter_after_max_attempts(store: Store, session: Session) -> None:
 
 def test_retry_failed_can_revive_dead_letters(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1", max_attempts=1).row
-    store.dequeue_batch(1, worker="w")
+    store.claim(1, worker="w")
     store.fail(item.id, "w", "bad prompt")
     assert store.queue_stats().dead_letters == 1
     assert store.retry_failed(dead_letters=True) == 1
     revived = store.get_queue_item(item.id)
     assert revived.status == QueueStatus.RAW
     assert revived.max_attempts == 2
-    (claimed,) = store.dequeue_batch(1, worker="w")  # at once, no backoff
+    (claimed,) = store.claim(1, worker="w")  # at once, no backoff
     assert claimed.attempts == 2
     done, _ = store.complete(item.id, "w")
     assert done.status == QueueStatus.DONE
@@ -323,9 +321,9 @@ def test_a_lease_expiring_on_the_last_attempt_makes_a_dead_letter(
     store: Store, session: Session
 ) -> None:
     item = enqueue(store, session, "tu-1", max_attempts=1).row
-    store.dequeue_batch(1, worker="dead", lease_seconds=SHORT_LEASE)
+    store.claim(1, worker="dead", lease_seconds=SHORT_LEASE)
     time.sleep(SHORT_LEASE + 0.01)
-    assert store.dequeue_batch(1, worker="w2") == []
+    assert store.claim(1, worker="w2") == []
     dead = store.get_queue_item(item.id)
     assert dead.status == QueueStatus.ERROR
     assert dead.last_error == "lease of dead expired"
@@ -337,7 +335,7 @@ def test_retry_failed_by_project(store: Store, session: Session) -> None:
     mine = enqueue(store, session, "tu-1").row
     theirs = enqueue(store, other, "tu-2").row
     for item in (mine, theirs):
-        store.dequeue_batch(1, worker="w", project=item.project)
+        store.claim(1, worker="w", project=item.project)
         store.fail(item.id, "w", "x")
         make_available_now(store, item.id)
     assert store.retry_failed(project="other") == 1
@@ -353,7 +351,7 @@ def test_stats_count_every_state(store: Store, session: Session) -> None:
     for n in (2, 3, 4, 5, 6):
         store.conn.execute("UPDATE pending_queue SET available_at = ? WHERE id = ?", [
             f"1999-01-01T00:00:0{n}.000Z", ids[n]])  # fmt: skip
-    claimed = {i.id for i in store.dequeue_batch(5, worker="w")}
+    claimed = {i.id for i in store.claim(5, worker="w")}
     assert claimed == {ids[n] for n in (2, 3, 4, 5, 6)}
     store.complete(ids[3], "w")
     store.fail(ids[4], "w", "x")
@@ -361,13 +359,13 @@ def test_stats_count_every_state(store: Store, session: Session) -> None:
     store.fail(ids[6], "w", "x")
     make_available_now(store, ids[6])
     store.retry_failed()
-    store.dequeue_batch(1, worker="w", project=session.project)
+    store.claim(1, worker="w", project=session.project)
     store.complete(ids[6], "w")
     # The oldest waiting item was queued ten minutes ago.
     queued = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     store.conn.execute("UPDATE pending_queue SET created_at = ? WHERE id = ?", [queued, ids[1]])
     stats = store.queue_stats()
-    assert (stats.raw, stats.processing, stats.done, stats.failed, stats.dead_letters) == (
+    assert (stats.waiting, stats.processing, stats.done, stats.failed, stats.dead_letters) == (
         2,
         1,
         2,
@@ -377,7 +375,7 @@ def test_stats_count_every_state(store: Store, session: Session) -> None:
     assert stats.retries == 1
     assert 600 <= stats.oldest_waiting_age_seconds < 900
     assert store.queue_stats(project="other").model_dump(exclude={"project"}) == {
-        "raw": 0,
+        "waiting": 0,
         "processing": 0,
         "done": 0,
         "failed": 0,
@@ -392,7 +390,7 @@ def test_queue_survives_reopen(store: Store, session: Session, config) -> None:
     item = enqueue(store, session, "tu-1", tool_input={"a": 1}).row
     store.close()
     with Store(config.db_path) as reopened:
-        (claimed,) = reopened.dequeue_batch(1, worker="after-restart")
+        (claimed,) = reopened.claim(1, worker="after-restart")
         assert claimed.id == item.id
         assert claimed.tool_input == {"a": 1}
         assert claimed.raw_output == "output of tu-1"
@@ -407,7 +405,7 @@ def test_items_queued_together_are_claimed_in_the_order_they_were_queued(
         f"INSERT INTO pending_queue (session_id, tool_use_id, tool_name) VALUES {values}",
         [session.id] * 20,
     )
-    claimed = [i.tool_use_id for i in store.dequeue_batch(20, worker="w")]
+    claimed = [i.tool_use_id for i in store.claim(20, worker="w")]
     assert claimed == [f"tu-{i:02d}" for i in range(20)]
 
 
@@ -417,11 +415,11 @@ def test_has_claimable_work_sees_each_kind_of_claimable_item(
     assert store.has_claimable_work() is False
     item = enqueue(store, session, "t1").row
     assert store.has_claimable_work() is True
-    [held] = store.dequeue_batch(1, worker="w", lease_seconds=SHORT_LEASE)
+    [held] = store.claim(1, worker="w", lease_seconds=SHORT_LEASE)
     assert store.has_claimable_work() is False  # held under a live lease
     time.sleep(SHORT_LEASE * 2)
     assert store.has_claimable_work() is True  # the lease ran out
-    [held] = store.dequeue_batch(1, worker="w")
+    [held] = store.claim(1, worker="w")
     store.fail(held.id, "w", "boom")
     assert store.has_claimable_work() is False  # failed, waiting out its backoff
     make_available_now(store, item.id)

@@ -72,7 +72,7 @@ def compress_once(compressor: LLMCompressor, store: Store, item):
 def test_the_compressor_writes_nothing_itself(store: Store, session) -> None:
     enqueue(store, session.id, 1)
     compressor = LLMCompressor(store, "cm-test-json")
-    item = store.dequeue_batch(1, worker="w")[0]
+    item = store.claim(1, worker="w")[0]
     refused = compressor(item, grant=None)  # no reservation: no call, the offline fallback
     assert refused.compressor == "default" and "daily token budget" in refused.fallback_reason
     assert models.PROMPTS == []
@@ -139,9 +139,9 @@ def test_fenced_answer_and_missing_usage(store: Store, session) -> None:
     enqueue(store, session.id, 2)
     fenced = LLMCompressor(store, "cm-test-fenced")
     nousage = LLMCompressor(store, "cm-test-nousage")
-    first = compress_once(fenced, store, store.dequeue_batch(1, worker="w")[0])
+    first = compress_once(fenced, store, store.claim(1, worker="w")[0])
     assert first.compressor == "llm" and first.title == "Bash compressed by cm-test-fenced"
-    item = store.dequeue_batch(1, worker="w")[0]
+    item = store.claim(1, worker="w")[0]
     second = compress_once(nousage, store, item)
     assert second.compressor == "llm" and second.model == "cm-test-nousage"
     # No usage from the model: characters / 4 of what went in and came out.
@@ -166,7 +166,7 @@ def test_big_outputs_reach_the_model_capped_head_and_tail(store: Store, session)
         )
     )
     compressor = LLMCompressor(store, "cm-test-json")
-    item = store.dequeue_batch(1, worker="w")[0]
+    item = store.claim(1, worker="w")[0]
     result = compress_once(compressor, store, item)
     [prompt] = models.PROMPTS
     assert len(body) > 500_000
@@ -212,7 +212,7 @@ def test_prompt_template_is_configurable(store: Store, session) -> None:
         prompt_template="Tool: $tool_name\nFiles: $files\nSay {json} about:\n$tool_output\n$nope",
         system="You are terse.",
     )
-    compress_once(compressor, store, store.dequeue_batch(1, worker="w")[0])
+    compress_once(compressor, store, store.claim(1, worker="w")[0])
     [prompt] = models.PROMPTS
     assert prompt.startswith("Tool: Bash\nFiles: (none)\nSay {json} about:\n")
     assert prompt.endswith("$nope") and "run 1" in prompt
@@ -222,7 +222,7 @@ def test_prompt_template_is_configurable(store: Store, session) -> None:
 def test_a_garbage_answer_falls_back_and_is_still_paid_for(store: Store, session) -> None:
     enqueue(store, session.id, 1)
     compressor = LLMCompressor(store, "cm-test-garbage")
-    result = compress_once(compressor, store, store.dequeue_batch(1, worker="w")[0])
+    result = compress_once(compressor, store, store.claim(1, worker="w")[0])
     assert result.compressor == "default" and result.model is None
     assert result.fallback_reason == "the model's answer was not JSON"
     assert "compressed offline, not by cm-test-garbage" in result.detail
@@ -305,7 +305,7 @@ def test_budget_counts_only_today_and_calls_under_way(store: Store, session) -> 
     assert compressor.spent_today() == 4010
     assert compressor.remaining_today() == 990
     enqueue(store, session.id, 1, size=4000)
-    result = compressor(store.dequeue_batch(1, worker="w")[0])
+    result = compressor(store.claim(1, worker="w")[0])
     assert result.compressor == "default"
     assert "no room for this call's" in result.fallback_reason
     assert models.PROMPTS == []

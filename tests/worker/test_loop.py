@@ -205,7 +205,7 @@ def test_default_compressor_end_to_end(store: Store, project: Path) -> None:
 
     assert store.get_session("s1").observation_count == 3
     stats = store.queue_stats()
-    assert (stats.raw, stats.processing, stats.done, stats.failed) == (0, 0, 3, 0)
+    assert (stats.waiting, stats.processing, stats.done, stats.failed) == (0, 0, 3, 0)
     # Nothing left: another batch claims nothing and logs nothing.
     assert Worker().run_once(store).outcomes == []
     assert len(store.query_events("worker_batch")) == 1
@@ -240,7 +240,7 @@ def test_failing_compressor_retries_then_dead_letters(store: Store, session) -> 
     assert dead.status == "error" and dead.attempts == 3
     assert dead.last_error == "RuntimeError: compressor broke on attempt 3"
     stats = store.queue_stats()
-    assert (stats.dead_letters, stats.failed, stats.raw, stats.done) == (1, 0, 0, 0)
+    assert (stats.dead_letters, stats.failed, stats.waiting, stats.done) == (1, 0, 0, 0)
     assert observations_of(store, item.id) == []
 
     # Given one more attempt once the cause is fixed, it goes through.
