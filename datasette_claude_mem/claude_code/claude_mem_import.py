@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.storage.database import foreign_tables
 from datasette_claude_mem.storage.models import (
     ObservationCreate,
@@ -29,6 +28,7 @@ from datasette_claude_mem.storage.models import (
     SessionUpdate,
     format_ts,
 )
+from datasette_claude_mem.storage.project import project_key
 from datasette_claude_mem.storage.store import Store
 
 SOURCE = "claude-mem"

@@ -20,7 +20,6 @@ from typing import Any
 
 from datasette_claude_mem.claude_code import hook_script
 from datasette_claude_mem.claude_code.context import build_context
-from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.claude_code.raw_output import bound as bound_output
 from datasette_claude_mem.settings import Config
 from datasette_claude_mem.storage.models import (
@@ -32,6 +31,7 @@ from datasette_claude_mem.storage.models import (
     ToolFailure,
     utc_now,
 )
+from datasette_claude_mem.storage.project import project_key
 from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.worker.compress import files_from_tool_input
 

@@ -119,8 +119,8 @@ def context_from_file(payload: dict[str, Any], db_path: Path) -> dict[str, Any]:
     import sqlite3
 
     from datasette_claude_mem.claude_code.context import build_context
-    from datasette_claude_mem.claude_code.project import project_key
     from datasette_claude_mem.settings import Config
+    from datasette_claude_mem.storage.project import project_key
     from datasette_claude_mem.storage.store import Store
 
     cwd = str(payload.get("cwd") or "")

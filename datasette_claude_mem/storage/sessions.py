@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.storage.database import (
     Saved,
     rows_changed,
@@ -22,6 +21,7 @@ from datasette_claude_mem.storage.models import (
     new_id,
     utc_now,
 )
+from datasette_claude_mem.storage.project import project_key
 
 if TYPE_CHECKING:
     pass

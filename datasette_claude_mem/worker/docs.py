@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.storage.database import to_json
 from datasette_claude_mem.storage.models import new_id, utc_now
+from datasette_claude_mem.storage.project import project_key
 from datasette_claude_mem.storage.store import Store
 
 DEFAULT_GLOBS = ("CLAUDE.md", "README*", "docs/**/*.md", ".claude/**/*.md")

@@ -18,8 +18,8 @@ from datasette.cli import cli
 from helpers import db_rows
 
 from datasette_claude_mem.claude_code import claude_mem_import as importer
-from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.storage.database import ForeignDatabase
+from datasette_claude_mem.storage.project import project_key
 from datasette_claude_mem.storage.store import Store
 
 DDL = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.storage.models import SessionStart
+from datasette_claude_mem.storage.project import project_key
 from datasette_claude_mem.storage.store import Store
 
 
