@@ -224,3 +224,25 @@ class ClaudeWorld:
                 messages.append(json.loads(line))
         log = debug.read_text(errors="replace") if debug.exists() else ""
         return Session(proc.returncode, messages, proc.stderr, log)
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:port (Linux /proc), to stop a server a hook started."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                return int(pid)
+        except OSError:
+            continue
+    return None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from claude_cli import ClaudeWorld, Session, require_claude
+from claude_cli import ClaudeWorld, Session, listening_pid, require_claude
 from fake_anthropic import COMPACT_SUMMARY, FakeAnthropic, Script, ToolCall, request_text
 from helpers import MemServer, db_rows
 
@@ -173,28 +173,6 @@ def test_every_hook_call_got_2xx_and_the_debug_log_shows_no_hook_error(
         for event in ("SessionStart", "UserPromptSubmit", "Stop"):
             assert f"({event}) success" in session.debug_log, event
     assert "(PostToolUse) success" in two_sessions.first.debug_log
-
-
-def listening_pid(port: int) -> int | None:
-    """The process listening on 127.0.0.1:port (Linux /proc), to stop a server a hook started."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
-                inodes.add(f"socket:[{fields[9]}]")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
-                return int(pid)
-        except OSError:
-            continue
-    return None
 
 
 def answers(url: str) -> bool:
