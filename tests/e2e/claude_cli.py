@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,10 @@ class Session:
                 if block.get("type") == "tool_result":
                     results[block["tool_use_id"]] = block
         return results
+
+    def hook_successes(self) -> Counter[str]:
+        """How many hook runs of each event Claude Code's --debug log reports as successful."""
+        return Counter(re.findall(r"Hook \S+ \((\w+)\) success", self.debug_log))
 
     def hook_problems(self) -> list[str]:
         """Lines of the --debug log where Claude Code reports a hook that failed or was skipped."""

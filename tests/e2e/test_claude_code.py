@@ -149,7 +149,8 @@ def test_second_session_model_request_carries_the_memory_context(
     assert CONTEXT_MARK in text
     # The first session is in it: its id, and what it was asked.
     assert two_sessions.first.session_id in text
-    assert "FIRST-2c9: tidy calc.py" in text
+    # What it did: its summary (Stop's last message), or while it has none, its prompt.
+    assert "Changed calc.py and wrote notes.txt." in text or "FIRST-2c9: tidy calc.py" in text
 
 
 def test_queue_rows_are_the_tool_uses_claude_code_ran(two_sessions: TwoSessions) -> None:
@@ -216,10 +217,11 @@ def test_server_down_at_session_start_loses_and_doubles_nothing(mode: str, tmp_p
             "select event_type, count(*) as n from event_log where session_id = ? group by 1",
             [first.session_id],
         )
-        counts = {e["event_type"]: e["n"] for e in events}
-        assert counts.get("SessionStart") == 1
-        assert counts.get("UserPromptSubmit") == 1
-        assert counts.get("Stop") == 1
+        stored = {e["event_type"]: e["n"] for e in events}
+        # Each hook run Claude Code reports is one event row: none lost, none taken in twice.
+        ran_hooks = first.hook_successes()
+        assert ran_hooks["SessionStart"] == 1 and ran_hooks["PostToolUse"] >= 9
+        assert {event: stored.get(event) for event in ran_hooks} == dict(ran_hooks)
     finally:
         server.stop()
         if started_by_hook is not None:
