@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -155,7 +156,7 @@ def session_start_payload(repo: Path, n: int) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--hook-runs", type=int, default=40)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS-claude-code.md")
     args = parser.parse_args()
@@ -189,19 +190,27 @@ def main() -> None:
         server.stop()
     # No server: the hook has to start one (or spool). Each try starts from none running.
     down, started_one = [], 0
+    pid_file = worlds["command"].mem_dir / "server.pid"
     try:
         for n in range(5):
             ms, _ = hook_once(session_start_payload(repo, 1000 + n), hook_env)
             down.append(ms)
+            # A server the hook started (it may still be coming up): stop it before the next.
+            deadline = time.monotonic() + 15
             pid = listening_pid(port)
+            while pid is None and pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+                pid = listening_pid(port)
             if pid is not None:
                 started_one += 1
                 os.kill(pid, 15)
-                deadline = time.monotonic() + 15
-                while listening_pid(port) is not None and time.monotonic() < deadline:
+                # Gone, not only closed its port: it holds the memory directory's start lock.
+                while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
                     time.sleep(0.1)
+            pid_file.unlink(missing_ok=True)
     finally:
         fake.stop()
+        shutil.rmtree(root, ignore_errors=True)
     write_results(args, times, running, down, started_one, began, load_start)
 
 
