@@ -115,11 +115,13 @@ class Session:
         return Counter(re.findall(r"Hook \S+ \((\w+)\) success", self.debug_log))
 
     def hook_problems(self) -> list[str]:
-        """Lines of the --debug log where Claude Code reports a hook that failed or was skipped."""
+        """Lines of the --debug log (and stderr) where Claude Code reports a hook that failed or
+        was skipped."""
         words = ("error", "failed", "skipping", "not supported", "timed out", "econnrefused")
+        lines = [*self.debug_log.splitlines(), *self.stderr.splitlines()]
         return [
             line
-            for line in self.debug_log.splitlines()
+            for line in lines
             if "hook" in line.lower() and any(w in line.lower() for w in words)
         ]
 
