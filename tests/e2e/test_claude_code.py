@@ -239,8 +239,9 @@ def hook_outputs(session: Session, event: str) -> list[str]:
     return found
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_resume_answers_only_what_is_new_and_compaction_gets_the_context_again(
-    tmp_path: Path,
+    mode: str, tmp_path: Path
 ) -> None:
     """Point 4 as Claude Code really sends it: --resume, then /compact, then --resume."""
     require_claude()
@@ -257,7 +258,7 @@ def test_resume_answers_only_what_is_new_and_compaction_gets_the_context_again(
     )
     server = MemServer(world.mem_dir, tmp_path / "server.log").start()
     try:
-        install_hooks(world, server, "command")
+        install_hooks(world, server, mode)
         alpha = world.run("ALPHA-1: read calc.py")
         bravo = world.run("BRAVO-2: hello")
         assert alpha.session_id in request_text(fake.model_requests("BRAVO-2")[0].body)
