@@ -3,10 +3,7 @@ end-to-end tests, so that a session really calls an MCP tool."""
 
 from __future__ import annotations
 
-try:
-    from mcp.server.mcpserver import MCPServer
-except ImportError:  # the SDK before 2.0 called it FastMCP
-    from mcp.server.fastmcp import FastMCP as MCPServer
+from mcp.server.mcpserver import MCPServer
 
 PRICES = {"apple": 3, "pear": 5}
 
