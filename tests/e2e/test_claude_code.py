@@ -135,7 +135,10 @@ def test_sessions_ran_every_tool(two_sessions: TwoSessions) -> None:
     expected = ["Agent", "Bash", "Bash", "Bash", "Edit", "Glob", "Grep", "Read", "Write"]
     assert names == sorted([*expected, "mcp__pricing__lookup_price"])
     results = first.tool_results()
-    assert [r["tool_use_id"] for r in results.values() if r.get("is_error")], "no failure ran"
+    by_name = {use["name"]: use["id"] for use in first.tool_uses()}
+    failing = next(u["id"] for u in first.tool_uses() if "no_such_file" in str(u["input"]))
+    assert [r["tool_use_id"] for r in results.values() if r.get("is_error")] == [failing]
+    assert "apple costs 3" in str(results[by_name["mcp__pricing__lookup_price"]]["content"])
     assert (two_sessions.world.repo / "notes.txt").read_text() == "notes\n"
     assert "return b + a" in (two_sessions.world.repo / "calc.py").read_text()
 
