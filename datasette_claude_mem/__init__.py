@@ -26,7 +26,7 @@ def prepare_connection(conn, database, datasette):
     from datasette_claude_mem import plugin
 
     if database == plugin.memory_database_name(datasette):
-        plugin.prepare_memory_connection(conn, plugin.synchronous(datasette))
+        plugin.prepare_memory_connection(conn, plugin.state(datasette).config)
 
 
 @hookimpl
@@ -54,9 +54,10 @@ def extra_css_urls(datasette):
 @hookimpl
 def register_routes(datasette):
     from datasette_claude_mem.api.routes import routes
+    from datasette_claude_mem.mcp import endpoint
     from datasette_claude_mem.pages import views
 
-    return routes() + views.routes()
+    return routes() + endpoint.routes() + views.routes()
 
 
 @hookimpl

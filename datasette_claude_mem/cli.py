@@ -1,16 +1,26 @@
-"""`datasette claude-mem ...`: serve the memory, make tokens for hooks, migrate a file."""
+"""`datasette claude-mem ...`: serve the memory, make tokens for hooks, migrate a file,
+import claude-mem's memory."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from datasette_claude_mem.names import DEFAULT_PORT, DEFAULT_URL, HOOK_ACTOR, METADATA, SERVE_CONFIG
+from datasette_claude_mem.names import (
+    DEFAULT_PORT,
+    DEFAULT_URL,
+    HOOK_ACTOR,
+    METADATA,
+    PLUGIN,
+    SERVE_CONFIG,
+)
 from datasette_claude_mem.settings import Config
 from datasette_claude_mem.storage.store import Store
 
@@ -35,6 +45,54 @@ def serve_config_path(config: Config) -> Path:
     """The user's own copy of the serve configuration wins over the packaged one."""
     mine = config.base_dir / "datasette.yaml"
     return mine if mine.exists() else SERVE_CONFIG
+
+
+def default_config() -> Config:
+    """The settings, after moving this memory out of claude-mem's directory if it is there."""
+    from datasette_claude_mem.claude_code.coexist import MemoryInUse, legacy_dir, move_legacy_memory
+
+    config = Config.load()
+    try:
+        moved = move_legacy_memory(config)
+    except MemoryInUse as error:
+        raise click.ClickException(
+            f"This memory is still at {legacy_dir()}, claude-mem's directory, and moves to "
+            f"{config.base_dir}; but another process has it open ({error}). Stop that process "
+            "(a memory server of an older version?) and run this again."
+        ) from error
+    if moved is not None:
+        click.echo(f"Moved this memory from {moved} to {config.base_dir}", err=True)
+    return config
+
+
+def open_memory(config: Config, db_path: Path) -> Store:
+    """The memory at db_path, created or migrated; a clear error for any other database."""
+    from datasette_claude_mem.claude_code.claude_mem_import import inspect
+
+    found = inspect(db_path) if db_path.exists() else None
+    if found is not None:
+        raise click.ClickException(
+            f"{db_path} is claude-mem's database ({found.sessions} sessions, "
+            f"{found.observations} observations): it was left untouched, and cannot be this "
+            "memory. Serve "
+            f"this memory from its own file (leave out --db, or set CLAUDE_MEM_DIR to another "
+            f"directory), then bring claude-mem's memory in with: datasette claude-mem "
+            f"import-claude-mem {db_path}"
+        )
+    try:
+        return Store.open(config, db_path)
+    except sqlite3.DatabaseError as error:
+        raise click.ClickException(
+            f"{db_path} is not a memory database and was left untouched: {error}"
+        ) from error
+
+
+def _plugin_settings(config_file: Path) -> dict:
+    """The plugin's part of a Datasette configuration file."""
+    import yaml
+
+    loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    return (loaded.get("plugins") or {}).get(PLUGIN) or {}
 
 
 def create_token(secret: str, expires_after: int | None = None) -> str:
@@ -86,17 +144,24 @@ def serve(
     """
     from datasette.cli import serve as datasette_serve
 
-    config = Config()
+    from datasette_claude_mem.claude_code.coexist import claude_mem_note, legacy_dir
+    from datasette_claude_mem.names import DB_FILENAME
+
+    config = Config.load() if db_path is not None else default_config()
     config.ensure_dirs()
     db_path = (db_path or config.db_path).expanduser().resolve()
-    Store(db_path).close()
+    open_memory(config, db_path).close()
+    beside = legacy_dir() / DB_FILENAME
+    if beside.resolve() != db_path:
+        note = claude_mem_note(beside, db_path)
+        if note:
+            click.echo(note, err=True)
+    # Datasette's own way to take a secret, kept out of the process list.
     os.environ["DATASETTE_SECRET"] = ensure_secret(config)
+    serve_config = serve_config_path(config)
     hosts = [*allowed_hosts]
     if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
         hosts.append(host)
-    if hosts:
-        existing = os.environ.get("CLAUDE_MEM_ALLOWED_HOSTS", "")
-        os.environ["CLAUDE_MEM_ALLOWED_HOSTS"] = ",".join(filter(None, [existing, *hosts]))
     click.echo(f"Memory database: {db_path}", err=True)
     click.echo("Token for hooks: datasette claude-mem token", err=True)
     click.echo("Sign in with this link:", err=True)
@@ -105,9 +170,17 @@ def serve(
         "--host", host,
         "--port", str(port),
         "--root",
-        "-c", str(serve_config_path(config)),
+        "-c", str(serve_config),
         "-s", "plugins.datasette-claude-mem.database", db_path.stem,
     ]  # fmt: skip
+    if hosts:
+        # Added to the configuration's own list, which -s would otherwise replace.
+        configured = _plugin_settings(serve_config).get("allowed_hosts") or []
+        args += [
+            "-s",
+            "plugins.datasette-claude-mem.allowed_hosts",
+            json.dumps([*configured, *hosts]),
+        ]
     args += ["-m", str(METADATA)]
     datasette_serve.main(args=[*args, *datasette_args], prog_name="datasette claude-mem serve")
 
@@ -116,7 +189,7 @@ def serve(
 @click.option("-e", "--expires-after", type=int, help="Seconds until the token expires")
 def token(expires_after: int | None) -> None:
     """Print a token that lets hooks and scripts write to the memory."""
-    click.echo(create_token(ensure_secret(Config()), expires_after))
+    click.echo(create_token(ensure_secret(default_config()), expires_after))
 
 
 @claude_mem.command()
@@ -146,6 +219,30 @@ def settings_file_options(command: Callable) -> Callable:
     )(command)
 
 
+def mcp_file_options(command: Callable) -> Callable:
+    """--mcp-config and --no-mcp: where the MCP server is registered, or not at all."""
+    command = click.option(
+        "--no-mcp", is_flag=True, help="Leave Claude Code's MCP servers as they are"
+    )(command)
+    return click.option(
+        "--mcp-config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The file holding mcpServers [default: ~/.claude.json, .mcp.json with "
+        "--project, none with --settings]",
+    )(command)
+
+
+def _mcp_target(
+    project: bool, settings: Path | None, mcp_config: Path | None, no_mcp: bool
+) -> Path | None:
+    """Where the MCP server goes; a settings file named by hand names no MCP file with it."""
+    from datasette_claude_mem.claude_code.install import mcp_config_path
+
+    if no_mcp or (settings is not None and mcp_config is None):
+        return None
+    return mcp_config or mcp_config_path(Path.cwd() if project else None)
+
+
 def _settings_target(project: bool, settings: Path | None) -> Path:
     from datasette_claude_mem.claude_code.install import settings_path
 
@@ -168,16 +265,32 @@ def _settings_target(project: bool, settings: Path | None) -> Path:
     is_flag=True,
     help="Install command hooks that spool events while the server is down",
 )
-def install(project: bool, settings: Path | None, url: str, use_command: bool) -> None:
-    """Add the memory's hooks to Claude Code's settings (merging, with a backup)."""
+@mcp_file_options
+def install(
+    project: bool,
+    settings: Path | None,
+    url: str,
+    use_command: bool,
+    mcp_config: Path | None,
+    no_mcp: bool,
+) -> None:
+    """Add the memory's hooks to Claude Code's settings (merging, with a backup), and its
+    MCP server to Claude Code's MCP servers."""
     from datasette_claude_mem.claude_code import install as installer
 
     path = _settings_target(project, settings)
+    mcp_path = _mcp_target(project, settings, mcp_config, no_mcp)
     try:
+        if mcp_path is not None:
+            installer.read_mcp_config(mcp_path)  # a broken file stops the install untouched
         changed = installer.install(path, url=url, command=use_command)
+        mcp_changed = None if mcp_path is None else installer.install_mcp(mcp_path, url=url)
     except installer.SettingsError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{'Updated' if changed else 'Already up to date:'} {path}")
+    if mcp_changed is not None:
+        done = "MCP server added to" if mcp_changed else "MCP server already in"
+        click.echo(f"{done} {mcp_path}")
     click.echo(
         f"Claude Code sends the token from the environment variable {installer.TOKEN_VAR}:\n"
         f"    export {installer.TOKEN_VAR}=$(datasette claude-mem token)"
@@ -188,16 +301,22 @@ def install(project: bool, settings: Path | None, url: str, use_command: bool) -
 
 @claude_mem.command()
 @settings_file_options
-def uninstall(project: bool, settings: Path | None) -> None:
-    """Remove the memory's hooks from Claude Code's settings, and nothing else."""
+@mcp_file_options
+def uninstall(project: bool, settings: Path | None, mcp_config: Path | None, no_mcp: bool) -> None:
+    """Remove the memory's hooks and MCP server from Claude Code's settings, and nothing else."""
     from datasette_claude_mem.claude_code import install as installer
 
     path = _settings_target(project, settings)
+    mcp_path = _mcp_target(project, settings, mcp_config, no_mcp)
     try:
         changed = installer.uninstall(path)
+        mcp_changed = None if mcp_path is None else installer.uninstall_mcp(mcp_path)
     except installer.SettingsError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{'Removed the memory hooks from' if changed else 'No memory hooks in'} {path}")
+    if mcp_changed is not None:
+        done = "Removed the MCP server from" if mcp_changed else "No memory MCP server in"
+        click.echo(f"{done} {mcp_path}")
 
 
 @claude_mem.command()
@@ -224,8 +343,8 @@ def worker(
     """Turn queued tool outputs into observations, apart from the server."""
     from datasette_claude_mem.worker.loop import Worker
 
-    config = Config()
-    store = Store(path or config.db_path)
+    config = Config.load() if path is not None else default_config()
+    store = open_memory(config, path or config.db_path)
     compressor = None
     if llm_model:
         from datasette_claude_mem.worker.llm_compress import LLMCompressor, LLMUnavailable
@@ -275,3 +394,43 @@ def plugin(directory: Path, url: str, use_command: bool) -> None:
         f"    claude plugin install {plugin_files.plugin_id()}\n"
         "or, in a session: /plugin marketplace add, then /plugin install"
     )
+
+
+@claude_mem.command(name="import-claude-mem")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Memory database file to import into [default: $CLAUDE_MEM_DIR/claude-mem.db]",
+)
+def import_claude_mem(path: Path | None, db_path: Path | None) -> None:
+    """Bring claude-mem's sessions, prompts, observations and summaries into this memory.
+
+    PATH is claude-mem's database [default: ~/.claude-mem/claude-mem.db]; it is opened
+    read-only. Importing again adds nothing.
+    """
+    from datasette_claude_mem.claude_code import claude_mem_import as importer
+    from datasette_claude_mem.claude_code.coexist import legacy_dir
+    from datasette_claude_mem.names import DB_FILENAME
+
+    config = Config.load() if db_path is not None else default_config()
+    source = (path or legacy_dir() / DB_FILENAME).expanduser()
+    if importer.inspect(source) is None:
+        raise click.ClickException(
+            f"{source} is not a claude-mem database (one with the tables "
+            f"{' and '.join(sorted(importer.REQUIRED_TABLES))}); nothing was imported"
+        )
+    target = (db_path or config.db_path).expanduser()
+    if target.exists() and target.resolve() == source.resolve():
+        raise click.ClickException(f"{source} is claude-mem's database: import it into another")
+    config.ensure_dirs()
+    store = open_memory(config, target)
+    try:
+        report = importer.import_claude_mem(store, source)
+    finally:
+        store.close()
+    click.echo(f"Imported {source} into {target}: {report.as_text()}")
+    for name, key in sorted(report.projects.items()):
+        if name != key:
+            click.echo(f"    project {name} -> {key}")

@@ -11,6 +11,10 @@ from pathlib import Path
 PLUGIN = "datasette-claude-mem"
 DATABASE_NAME = "claude-mem"
 DB_FILENAME = "claude-mem.db"
+# The memory's directory under the home directory. claude-mem (another memory for Claude
+# Code) keeps its own database at ~/.claude-mem/claude-mem.db, this project's old default.
+DEFAULT_DIR_NAME = ".datasette-claude-mem"
+CLAUDE_MEM_DIR_NAME = ".claude-mem"
 WRITE_ACTION = "claude-mem-write"
 HOOK_ACTOR = "claude-mem"
 DEFAULT_PORT = 8765
@@ -19,6 +23,8 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 # Every route of the plugin, JSON and HTML, lives under this prefix.
 PREFIX = "/-/claude-mem"
 HOOK_PATH = f"{PREFIX}/hooks"
+MCP_PATH = f"{PREFIX}/mcp"
+MCP_SERVER_NAME = "claude-mem"
 MENU_LABEL = "Claude memory"
 
 PACKAGE_DIR = Path(__file__).parent

@@ -1,7 +1,8 @@
-"""The plugin's side of a running Datasette: which database is the memory, and how to write it.
+"""The plugin's side of a running Datasette: one typed state per server, made at startup.
 
 Every write goes through Datasette's single write thread for the memory database and, inside
-it, through the store, so HTTP writes, hook events and the worker share one path.
+it, through the store, so HTTP writes, hook events and the worker share one path. Reads go
+through the store too, on Datasette's read connections.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from datasette.utils import StartupError
 
 from datasette_claude_mem.api.guard import LOOPBACK_HOSTS
-from datasette_claude_mem.names import DATABASE_NAME, PLUGIN
+from datasette_claude_mem.names import PLUGIN
 from datasette_claude_mem.redaction.redactor import Redactor
-from datasette_claude_mem.settings import ENV_SYNCHRONOUS, Config
+from datasette_claude_mem.settings import Config, SettingsError, WorkerSettings
 from datasette_claude_mem.storage.batching import WriteQueue
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.store import Store, apply_pragmas, fts_query, migrate
@@ -30,95 +32,77 @@ if TYPE_CHECKING:
     from datasette.app import Datasette
     from datasette.database import Database as DatasetteDatabase
 
-ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
-ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
-ENV_WORKER = "CLAUDE_MEM_WORKER"
 T = TypeVar("T")
 
 
-def plugin_config(datasette: Datasette) -> dict[str, Any]:
-    return datasette.plugin_config(PLUGIN) or {}
+@dataclass
+class PluginState:
+    """What the plugin works out once per server: its settings and what is made from them."""
+
+    config: Config
+    redactor: Redactor
+    # Host names the server answers to: loopback, plus any the settings add.
+    allowed_hosts: tuple[str, ...]
+    write_queue: WriteQueue | None = None
+    # The OpenAPI document, generated on first request (it takes tens of milliseconds).
+    openapi: bytes | None = None
+    # Permission answers per (action, actor), with the time each stops being good.
+    permissions: dict[tuple[str, bytes], tuple[bool, float]] = field(default_factory=dict)
+    # The MCP endpoint's session manager for each event loop that served it (mcp/endpoint.py).
+    mcp_managers: dict[Any, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_datasette(cls, datasette: Datasette) -> PluginState:
+        config = Config.load(datasette.plugin_config(PLUGIN))
+        return cls(
+            config=config,
+            redactor=Redactor(config.redact_patterns),
+            allowed_hosts=tuple(h.lower() for h in (*LOOPBACK_HOSTS, *config.allowed_hosts)),
+        )
+
+
+def state(datasette: Datasette) -> PluginState:
+    """The server's plugin state, made on first use (hooks may run before startup's)."""
+    made = getattr(datasette, "_claude_mem_state", None)
+    if made is None:
+        try:
+            made = PluginState.from_datasette(datasette)
+        except SettingsError as error:
+            raise StartupError(f"{PLUGIN}: {error}") from error
+        datasette._claude_mem_state = made
+    return made
 
 
 def memory_database_name(datasette: Datasette) -> str:
-    kept = state(datasette)
-    if "database_name" not in kept:  # plugin_config() walks the whole configuration
-        kept["database_name"] = plugin_config(datasette).get("database") or DATABASE_NAME
-    return kept["database_name"]
+    return state(datasette).config.database
 
 
 def memory_database(datasette: Datasette) -> DatasetteDatabase | None:
     return datasette.databases.get(memory_database_name(datasette))
 
 
-def allowed_hosts(datasette: Datasette) -> list[str]:
-    """Host names the server answers to: loopback, plus any the configuration adds.
-    Worked out once per server: every request is checked against it."""
-    kept = state(datasette)
-    if "allowed_hosts" not in kept:
-        configured = list(plugin_config(datasette).get("allowed_hosts") or [])
-        extra = os.environ.get(ENV_ALLOWED_HOSTS, "")
-        configured += [h.strip() for h in extra.split(",") if h.strip()]
-        kept["allowed_hosts"] = [h.lower() for h in [*LOOPBACK_HOSTS, *configured]]
-    return kept["allowed_hosts"]
+def allowed_hosts(datasette: Datasette) -> tuple[str, ...]:
+    return state(datasette).allowed_hosts
 
 
-def synchronous(datasette: Datasette) -> str:
-    return str(
-        plugin_config(datasette).get("synchronous") or os.environ.get(ENV_SYNCHRONOUS, "NORMAL")
-    )
-
-
-def prepare_memory_connection(conn: sqlite3.Connection, synchronous: str = "NORMAL") -> None:
+def prepare_memory_connection(conn: sqlite3.Connection, config: Config) -> None:
     """Datasette's connections to the memory get the store's pragmas and its FTS helper."""
-    apply_pragmas(conn, synchronous=synchronous)
+    apply_pragmas(conn, synchronous=config.synchronous, busy_timeout_ms=config.busy_timeout_ms)
     conn.create_function("claude_mem_fts_query", 1, lambda q: fts_query(q or "") or '""')
 
 
-def state(datasette: Datasette) -> dict[str, Any]:
-    """What the plugin works out once per server and keeps beside it."""
-    return datasette.__dict__.setdefault("_claude_mem_state", {})
-
-
-def redactor(datasette: Datasette) -> Redactor:
-    """The redactor with the configured extra patterns."""
-    kept = state(datasette)
-    if "redactor" not in kept:
-        kept["redactor"] = Redactor(plugin_config(datasette).get("redact_patterns") or ())
-    return kept["redactor"]
-
-
-def hook_options(datasette: Datasette) -> dict[str, Any]:
-    """The settings every hook event is handled with; read once, not on every event."""
-    kept = state(datasette)
-    if "hook_options" not in kept:
-        excluded = list(plugin_config(datasette).get("excluded_projects") or [])
-        excluded += [p for p in os.environ.get(ENV_EXCLUDED, "").split(",") if p.strip()]
-        kept["hook_options"] = {"config": Config(), "excluded_projects": excluded}
-    return kept["hook_options"]
-
-
 def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:
-    """The store on one of Datasette's connections, made once per connection: making one
-    asks SQLite for a setting, and every write and read through the plugin needs one."""
-    stores: dict[int, Store] = state(datasette).setdefault("stores", {})
-    store = stores.get(id(conn))
-    if store is None or store.conn is not conn:
-        if len(stores) > 64:  # connections come and go with Datasette's thread pool
-            stores.clear()
-        made = redactor(datasette)
-        store = Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
-        stores[id(conn)] = store
-    return store
+    """The store on one of Datasette's connections (prepared by prepare_memory_connection)."""
+    made = state(datasette).redactor
+    return Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
 
 
 def spool_path(datasette: Datasette) -> Path | None:
     """The command hook's spool belongs to the memory in the same directory."""
-    configured = plugin_config(datasette).get("spool")
-    if configured:
-        return Path(configured)
+    config = state(datasette).config
+    if config.spool is not None:
+        return config.spool
     db = memory_database(datasette)
-    config = Config()
     if db is not None and db.path and Path(db.path).resolve().parent == config.base_dir.resolve():
         return config.spool_path
     return None
@@ -126,15 +110,14 @@ def spool_path(datasette: Datasette) -> Path | None:
 
 async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
     """Run fn with a store on the memory's write connection, in the write thread, together
-    with any other writes waiting for it (see writes.py)."""
+    with any other writes waiting for it (see storage/batching.py)."""
     db = memory_database(datasette)
     if db is None:
         raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
-    queues = state(datasette).setdefault("write_queues", {})
-    queue = queues.get(db.name)
-    if queue is None or queue.db is not db:
-        queue = queues[db.name] = WriteQueue(db, lambda conn: open_store(datasette, conn))
-    return await queue.submit(fn)
+    kept = state(datasette)
+    if kept.write_queue is None or kept.write_queue.db is not db:
+        kept.write_queue = WriteQueue(db, lambda conn: open_store(datasette, conn))
+    return await kept.write_queue.submit(fn)
 
 
 async def startup(datasette: Datasette) -> None:
@@ -177,25 +160,44 @@ async def startup(datasette: Datasette) -> None:
     if spooled is not None:
         from datasette_claude_mem.claude_code.spool import ingest_spool
 
-        options = hook_options(datasette)
-        await write(datasette, lambda store: ingest_spool(store, spooled, **options))
-    settings = worker_settings(datasette)
-    if settings is not None:
+        config = state(datasette).config
+        await write(
+            datasette,
+            lambda store: ingest_spool(
+                store, spooled, config=config, excluded_projects=config.excluded_projects
+            ),
+        )
+        datasette.add_background_task(
+            lambda ds: take_in_spool(ds, spooled), name="claude-mem-spool"
+        )
+    settings = state(datasette).config.worker
+    if settings.enabled:
         datasette.add_background_task(lambda ds: run_worker(ds, settings), name="claude-mem-worker")
 
 
-def worker_settings(datasette: Datasette) -> dict[str, Any] | None:
-    """The in-server worker's settings, or None when it is switched off."""
-    configured = plugin_config(datasette).get("worker", True)
-    if configured is False or os.environ.get(ENV_WORKER, "1").lower() in ("0", "false", "off"):
-        return None
-    settings = {"interval": 1.0, "batch_size": 5, "lease_seconds": 300.0}
-    if isinstance(configured, dict):
-        settings.update(configured)
-    return settings
+async def take_in_spool(datasette: Datasette, path: Path, interval: float = 2.0) -> None:
+    """Events spooled while the server runs (a hook that found it starting, or too busy)
+    are taken in within seconds, not at the next start."""
+    from datasette_claude_mem.claude_code.spool import INGESTING_SUFFIX, ingest_spool
+
+    config = state(datasette).config
+    working = path.with_name(path.name + INGESTING_SUFFIX)
+    while True:
+        await asyncio.sleep(interval)
+        if not (path.exists() or working.exists()):
+            continue
+        try:
+            await write(
+                datasette,
+                lambda store: ingest_spool(
+                    store, path, config=config, excluded_projects=config.excluded_projects
+                ),
+            )
+        except Exception as error:  # noqa: BLE001 - try again at the next turn
+            print(f"claude-mem spool: {type(error).__name__}: {error}", file=sys.stderr)
 
 
-async def run_worker(datasette: Datasette, settings: dict[str, Any]) -> None:
+async def run_worker(datasette: Datasette, settings: WorkerSettings) -> None:
     """The in-server worker: claim and finish in the write thread; compress and parse source
     files in another thread, so hooks never wait behind them. A failure pauses it, never
     ends it."""
@@ -203,10 +205,10 @@ async def run_worker(datasette: Datasette, settings: dict[str, Any]) -> None:
 
     worker = Worker(
         worker_id=f"server:{os.getpid()}",
-        batch_size=int(settings["batch_size"]),
-        lease_seconds=float(settings["lease_seconds"]),
+        batch_size=settings.batch_size,
+        lease_seconds=settings.lease_seconds,
     )
-    interval = float(settings["interval"])
+    interval = settings.interval
     while True:
         try:
             handled = await _work_one_batch(datasette, worker)

@@ -1,29 +1,74 @@
-"""Where the memory lives and the knobs that shape it.
+"""Every setting of the memory, read once, typed.
 
-Every path hangs off one base directory, ``~/.claude-mem`` unless the environment variable
+Settings come from three places, in this order of precedence: the plugin's configuration
+(``plugins.datasette-claude-mem`` in Datasette's configuration, for the server), the
+environment (``CLAUDE_MEM_*``, for the server and every command alike), and the defaults
+here. ``Config.load`` is the one place that reads them; everything else is handed the
+object it made. Every path hangs off one base directory, ``~/.datasette-claude-mem`` unless
 CLAUDE_MEM_DIR names another, so a test or a second memory is one variable away.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from datasette_claude_mem.names import DB_FILENAME
+from datasette_claude_mem.names import DATABASE_NAME, DB_FILENAME, DEFAULT_DIR_NAME
 
 ENV_DIR = "CLAUDE_MEM_DIR"
 ENV_SYNCHRONOUS = "CLAUDE_MEM_SYNCHRONOUS"
+ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
+ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
+ENV_WORKER = "CLAUDE_MEM_WORKER"
+OFF = ("0", "false", "off", "no")
+_BUDGET_PREFIX = "ctx_"
 
 
-def default_base_dir() -> Path:
-    configured = os.environ.get(ENV_DIR)
-    return Path(configured).expanduser() if configured else Path.home() / ".claude-mem"
+class SettingsError(ValueError):
+    """A setting with a value the memory cannot work with; the message names it."""
+
+
+def _words(value: str | None) -> tuple[str, ...]:
+    """A comma-separated environment value as its non-empty items."""
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+@dataclass
+class WorkerSettings:
+    """The in-server queue worker: on by default, polling an empty queue once a second."""
+
+    enabled: bool = True
+    interval: float = 1.0
+    batch_size: int = 5
+    lease_seconds: float = 300.0
 
 
 @dataclass
 class Config:
-    base_dir: Path = field(default_factory=default_base_dir)
+    # Not ~/.claude-mem: claude-mem keeps its own claude-mem.db there.
+    base_dir: Path = field(default_factory=lambda: Path.home() / DEFAULT_DIR_NAME)
+    # The name of the memory among Datasette's databases.
+    database: str = DATABASE_NAME
+
+    # NORMAL survives any crash of the application; FULL also survives a power loss.
+    synchronous: str = "NORMAL"
+    busy_timeout_ms: int = 5000
+
+    # Host names the server answers to besides loopback (DNS rebinding guard).
+    allowed_hosts: tuple[str, ...] = ()
+    # Projects (keys, or directories above them) whose hook events are not kept.
+    excluded_projects: tuple[str, ...] = ()
+    # Further secret shapes to redact, as regular expressions.
+    redact_patterns: tuple[str, ...] = ()
+    # Where the command hook spools; None: spool.jsonl beside the memory, when the memory
+    # is the one in base_dir.
+    spool: Path | None = None
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    # The MCP tools' project when the caller names neither a session nor a project.
+    default_project: str | None = None
 
     # Context budget at session start, in tokens (characters / 4): 2,000 in all.
     ctx_session_index: int = 300
@@ -32,32 +77,62 @@ class Config:
     ctx_observations: int = 600
     ctx_call_graph: int = 300
 
-    # NORMAL survives any crash of the application; FULL also survives a power loss.
-    synchronous: str = field(
-        default_factory=lambda: os.environ.get(ENV_SYNCHRONOUS, "NORMAL").upper()
-    )
-    busy_timeout_ms: int = 5000
-
-    # Compression of queued tool outputs into observations.
+    # Compression of queued tool outputs into observations by an llm model.
     compression_model: str | None = None
     compression_daily_token_budget: int = 200_000
 
-    # Embeddings are optional; vectors are stored as little-endian float32 BLOBs.
-    embedding_model: str = "all-MiniLM-L6-v2"
-    embedding_dim: int = 384
-
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir).expanduser()
+        self.synchronous = str(self.synchronous).upper()
         if self.synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous must be NORMAL or FULL, not {self.synchronous!r}")
+            raise SettingsError(
+                f"synchronous must be NORMAL or FULL, not {self.synchronous.lower()!r}"
+            )
+        if self.spool is not None:
+            self.spool = Path(self.spool).expanduser()
+
+    @classmethod
+    def load(
+        cls,
+        plugin_config: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Config:
+        """The settings from the plugin's configuration, the environment and the defaults."""
+        env = os.environ if environ is None else environ
+        plugin = dict(plugin_config or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(plugin) - known)
+        if unknown:
+            raise SettingsError(f"unknown datasette-claude-mem settings: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        if env.get(ENV_DIR):
+            values["base_dir"] = Path(env[ENV_DIR])
+        if env.get(ENV_SYNCHRONOUS):
+            values["synchronous"] = env[ENV_SYNCHRONOUS]
+        for name in ("database", "synchronous", "busy_timeout_ms", "spool", "default_project"):
+            if plugin.get(name) is not None:
+                values[name] = plugin[name]
+        for name in ("compression_model", "compression_daily_token_budget"):
+            if plugin.get(name) is not None:
+                values[name] = plugin[name]
+        # Lists add up: the configuration's and the environment's both count.
+        values["allowed_hosts"] = tuple(
+            h.lower()
+            for h in (*plugin.get("allowed_hosts", ()), *_words(env.get(ENV_ALLOWED_HOSTS)))
+        )
+        values["excluded_projects"] = (
+            *plugin.get("excluded_projects", ()),
+            *_words(env.get(ENV_EXCLUDED)),
+        )
+        values["redact_patterns"] = tuple(plugin.get("redact_patterns") or ())
+        values["worker"] = _worker_settings(plugin.get("worker", True), env.get(ENV_WORKER))
+        values.update(overrides)
+        return cls(**values)
 
     @property
     def db_path(self) -> Path:
         return self.base_dir / DB_FILENAME
-
-    @property
-    def log_dir(self) -> Path:
-        return self.base_dir / "logs"
 
     @property
     def secret_path(self) -> Path:
@@ -65,20 +140,35 @@ class Config:
 
     @property
     def spool_path(self) -> Path:
-        return self.base_dir / "spool.jsonl"
+        return self.spool or self.base_dir / "spool.jsonl"
 
     @property
     def context_budget(self) -> dict[str, int]:
+        """Tokens for each context section, by its key: the field `ctx_<key>` holds the
+        budget of the section claude_code/context.py names `<key>` (this module cannot
+        import that one, which reads its settings from here)."""
         return {
-            "session_index": self.ctx_session_index,
-            "function_map": self.ctx_function_map,
-            "learnings": self.ctx_learnings,
-            "observations": self.ctx_observations,
-            "call_graph": self.ctx_call_graph,
+            f.name.removeprefix(_BUDGET_PREFIX): getattr(self, f.name)
+            for f in fields(self)
+            if f.name.startswith(_BUDGET_PREFIX)
         }
 
     def ensure_dirs(self) -> None:
-        """Create the directories private to the user: they hold tool outputs."""
-        for path in (self.base_dir, self.log_dir):
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path.chmod(0o700)
+        """Create the directory private to the user: it holds tool outputs."""
+        self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.base_dir.chmod(0o700)
+
+
+def _worker_settings(configured: Any, environment: str | None) -> WorkerSettings:
+    """`worker: false` or CLAUDE_MEM_WORKER=0 switch it off; a mapping sets its knobs."""
+    settings = WorkerSettings()
+    if isinstance(configured, Mapping):
+        unknown = sorted(set(configured) - {f.name for f in fields(WorkerSettings)})
+        if unknown:
+            raise SettingsError(f"unknown worker settings: {', '.join(unknown)}")
+        settings = WorkerSettings(**configured)
+    elif configured is False:
+        settings.enabled = False
+    if environment is not None and environment.strip().lower() in OFF:
+        settings.enabled = False
+    return settings

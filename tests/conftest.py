@@ -32,7 +32,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     base = tmp_path / "claude-mem"
     monkeypatch.setenv("CLAUDE_MEM_DIR", str(base))
     monkeypatch.delenv("CLAUDE_MEM_PROJECT", raising=False)
-    cfg = Config()
+    cfg = Config.load()
     cfg.ensure_dirs()
     return cfg
 

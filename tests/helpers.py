@@ -31,6 +31,7 @@ MEMORY_TABLES = frozenset(
         "pending_queue",
         "pending_payloads",
         "event_log",
+        "memory_entries",
     }
 )
 
@@ -227,3 +228,23 @@ class MemServer:
         if payload is not None:
             kwargs["json"] = payload
         return self.request("POST", "/-/claude-mem/hooks", **kwargs)
+
+
+def mcp_client(target: Datasette | str, token: str | None = None, **headers: str):
+    """The MCP SDK's own client over Streamable HTTP, with the handshake Claude Code uses:
+    to a Datasette in this process (through an ASGI transport, as datasette.client) or to
+    a server's base URL."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    sent = {**(bearer(token) if token else {}), **headers}
+    if isinstance(target, str):
+        base = target
+        http = httpx2.AsyncClient(headers=sent, timeout=60)
+    else:
+        base = "http://localhost"
+        transport = httpx2.ASGITransport(app=target.app())
+        http = httpx2.AsyncClient(transport=transport, base_url=base, headers=sent)
+    transport = streamable_http_client(f"{base}{PREFIX}/mcp", http_client=http)
+    return Client(transport, mode="legacy", cache=None)

@@ -1,4 +1,4 @@
-"""`datasette claude-mem token` and `datasette claude-mem migrate PATH`."""
+"""`datasette claude-mem token`, `migrate PATH`, and the move out of claude-mem's directory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
-from helpers import api_call, assert_error
+from helpers import api_call, assert_error, db_rows
 from sqlite_utils import Database
 
 from datasette_claude_mem.storage.migrations import migrations
@@ -191,3 +191,80 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for name in ("serve", "token", "migrate"):
         assert name in result.output
+
+
+# The memory's own file at claude-mem's path (this project's old default) moves out of it
+
+
+@pytest.fixture
+def legacy_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home whose ~/.claude-mem holds this project's memory, as an older version left it."""
+    from datasette_claude_mem.storage.models import SessionStart
+    from datasette_claude_mem.storage.store import Store
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CLAUDE_MEM_DIR", raising=False)
+    monkeypatch.delenv("DATASETTE_SECRET", raising=False)
+    old = home / ".claude-mem"
+    with Store(old / "claude-mem.db") as store:
+        store.create_session(SessionStart(id="kept", project_dir=str(tmp_path)))
+    (old / "secret").write_text("old-secret\n")
+    (old / "spool.jsonl").write_text('{"id": "x", "payload": {}}\n')
+    return home
+
+
+def test_the_old_default_memory_moves_to_the_new_directory_once(legacy_home: Path) -> None:
+    first = CliRunner().invoke(cli, ["claude-mem", "token"])
+    assert first.exit_code == 0, first.output
+    assert "Moved this memory from" in first.output
+    new = legacy_home / ".datasette-claude-mem"
+    assert db_rows(new / "claude-mem.db", "SELECT id FROM sessions") == [{"id": "kept"}]
+    assert (new / "secret").read_text() == "old-secret\n"  # tokens made before still work
+    assert (new / "spool.jsonl").read_text().count("\n") == 1
+    assert not (legacy_home / ".claude-mem" / "claude-mem.db").exists()
+    assert db_rows(new / "claude-mem.db", "PRAGMA journal_mode") == [{"journal_mode": "wal"}]
+    second = CliRunner().invoke(cli, ["claude-mem", "token"])
+    assert second.exit_code == 0 and "Moved" not in second.output
+
+
+def test_the_old_default_memory_open_elsewhere_is_not_moved(legacy_home: Path, python: str) -> None:
+    """A real process holding the file open (an older server, say): nothing moves."""
+    import subprocess
+
+    old = legacy_home / ".claude-mem" / "claude-mem.db"
+    holder = subprocess.Popen(
+        [python, "-c",
+         "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('BEGIN');"
+         "c.execute('SELECT count(*) FROM sessions').fetchall(); print('ready', flush=True);"
+         "sys.stdin.read()", str(old)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        done = CliRunner().invoke(cli, ["claude-mem", "token"])
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert done.exit_code != 0
+    assert "another process has it open" in done.output and "Traceback" not in done.output
+    assert db_rows(old, "SELECT id FROM sessions") == [{"id": "kept"}]
+    assert not (legacy_home / ".datasette-claude-mem" / "claude-mem.db").exists()
+
+
+def test_a_named_directory_is_never_second_guessed(legacy_home: Path, base_dir: Path) -> None:
+    token_from(run("token"))
+    assert (legacy_home / ".claude-mem" / "claude-mem.db").exists()
+    assert not (legacy_home / ".datasette-claude-mem").exists()
+
+
+def test_the_hook_script_spools_where_the_memory_lives() -> None:
+    from datasette_claude_mem.claude_code import hook_script
+    from datasette_claude_mem.names import DEFAULT_DIR_NAME
+
+    assert hook_script.DEFAULT_DIR_NAME == DEFAULT_DIR_NAME
+
+
+def test_help_lists_the_import_command():
+    result = run("--help")
+    assert "import-claude-mem" in result.output

@@ -27,7 +27,7 @@ PACKAGED = METADATA
 DB = "claude-mem"
 TABLES = (
     "sessions", "observations", "function_map", "call_graph", "learnings",
-    "pending_queue", "pending_payloads", "event_log",
+    "pending_queue", "pending_payloads", "event_log", "memory_entries",
 )  # fmt: skip
 
 # Newest first, and the facets people filter by: for datasette.yaml, databases.claude-mem.tables.
@@ -40,6 +40,7 @@ TABLE_CONFIG: dict[str, dict[str, Any]] = {
     "pending_queue": {"sort_desc": "created_at", "facets": ["status", "tool_name", "project"]},
     "pending_payloads": {"sort_desc": "item_id"},
     "event_log": {"sort_desc": "created_at", "facets": ["event_type", "project"]},
+    "memory_entries": {"sort_desc": "created_at", "facets": ["namespace", "kind", "project"]},
 }
 
 

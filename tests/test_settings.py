@@ -1,4 +1,5 @@
-"""Configuration: where the memory lives, and the knobs a user can turn."""
+"""Settings: where the memory lives and the knobs a user can turn, read once by Config.load
+from the plugin's configuration, the environment and the defaults."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from datasette.app import Datasette
+from helpers import empty_sqlite_file
 
-from datasette_claude_mem.settings import Config
+from datasette_claude_mem import plugin
+from datasette_claude_mem.cli import claude_mem
+from datasette_claude_mem.settings import Config, SettingsError, WorkerSettings
 from datasette_claude_mem.storage.store import Store
+from datasette_claude_mem.worker.loop import Worker
+
+SYNCHRONOUS_FULL = 2  # what PRAGMA synchronous answers for FULL
 
 
 @pytest.fixture
@@ -16,85 +25,176 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("CLAUDE_MEM_DIR", raising=False)
-    monkeypatch.delenv("CLAUDE_MEM_SYNCHRONOUS", raising=False)
+    for name in (
+        "CLAUDE_MEM_DIR",
+        "CLAUDE_MEM_SYNCHRONOUS",
+        "CLAUDE_MEM_ALLOWED_HOSTS",
+        "CLAUDE_MEM_EXCLUDE_PROJECTS",
+        "CLAUDE_MEM_WORKER",
+    ):
+        monkeypatch.delenv(name, raising=False)
     return home
 
 
 def test_defaults(clean_env: Path) -> None:
-    cfg = Config()
-    assert cfg.base_dir == clean_env / ".claude-mem"
-    assert cfg.db_path == clean_env / ".claude-mem" / "claude-mem.db"
-    assert cfg.log_dir == clean_env / ".claude-mem" / "logs"
+    cfg = Config.load()
+    # Not ~/.claude-mem: claude-mem keeps its own claude-mem.db there.
+    assert cfg.base_dir == clean_env / ".datasette-claude-mem"
+    assert cfg.db_path == clean_env / ".datasette-claude-mem" / "claude-mem.db"
+    assert cfg.spool_path == clean_env / ".datasette-claude-mem" / "spool.jsonl"
     assert cfg.synchronous == "NORMAL"
+    assert cfg.database == "claude-mem"
+    assert cfg.worker == WorkerSettings(enabled=True, interval=1.0, batch_size=5)
     assert sum(cfg.context_budget.values()) == 2000
-    assert cfg.embedding_dim == 384
 
 
 def test_claude_mem_dir_moves_everything(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("CLAUDE_MEM_DIR", str(tmp_path / "elsewhere"))
-    cfg = Config()
+    cfg = Config.load()
     assert cfg.base_dir == tmp_path / "elsewhere"
-    assert cfg.db_path.parent == tmp_path / "elsewhere"
-    assert cfg.log_dir.parent == tmp_path / "elsewhere"
+    assert cfg.db_path.parent == cfg.secret_path.parent == cfg.spool_path.parent == cfg.base_dir
 
 
 def test_claude_mem_dir_expands_the_home_directory(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLAUDE_MEM_DIR", "~/memories")
-    assert Config().base_dir == clean_env / "memories"
+    assert Config.load().base_dir == clean_env / "memories"
 
 
 def test_an_explicit_base_dir_wins_over_the_environment(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("CLAUDE_MEM_DIR", str(tmp_path / "env"))
-    assert Config(base_dir=tmp_path / "arg").db_path == tmp_path / "arg" / "claude-mem.db"
+    assert Config.load(base_dir=tmp_path / "arg").db_path == tmp_path / "arg" / "claude-mem.db"
     assert Config(base_dir="~/x").base_dir == clean_env / "x"
 
 
-def test_ensure_dirs_creates_private_directories(clean_env: Path, tmp_path: Path) -> None:
-    """The directory holds raw tool outputs: only its owner may read it."""
-    cfg = Config(base_dir=tmp_path / "deep" / "mem")
-    cfg.ensure_dirs()
-    for path in (cfg.base_dir, cfg.log_dir):
-        assert path.is_dir()
-        assert stat.S_IMODE(path.stat().st_mode) == 0o700
-    cfg.ensure_dirs()  # again: no error
-
-
-def test_ensure_dirs_tightens_existing_directories(clean_env: Path, tmp_path: Path) -> None:
-    cfg = Config(base_dir=tmp_path / "mem")
-    cfg.log_dir.mkdir(parents=True)
-    cfg.base_dir.chmod(0o755)
-    cfg.log_dir.chmod(0o777)
-    cfg.ensure_dirs()
-    assert stat.S_IMODE(cfg.base_dir.stat().st_mode) == 0o700
-    assert stat.S_IMODE(cfg.log_dir.stat().st_mode) == 0o700
-
-
-def test_synchronous_from_the_environment_reaches_the_connection(
-    clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_the_plugin_configuration_wins_and_lists_add_up(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLAUDE_MEM_SYNCHRONOUS", "full")
-    cfg = Config(base_dir=tmp_path / "mem")
+    monkeypatch.setenv("CLAUDE_MEM_SYNCHRONOUS", "normal")
+    monkeypatch.setenv("CLAUDE_MEM_ALLOWED_HOSTS", "Mem.Example, other.example")
+    monkeypatch.setenv("CLAUDE_MEM_EXCLUDE_PROJECTS", "/secret/work")
+    cfg = Config.load(
+        {
+            "synchronous": "FULL",
+            "database": "memory",
+            "allowed_hosts": ["team.example"],
+            "excluded_projects": ["/private"],
+            "worker": {"interval": 0.1},
+        }
+    )
     assert cfg.synchronous == "FULL"
-    with Store(cfg.db_path, synchronous=cfg.synchronous) as store:
-        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert cfg.database == "memory"
+    assert cfg.allowed_hosts == ("team.example", "mem.example", "other.example")
+    assert cfg.excluded_projects == ("/private", "/secret/work")
+    assert cfg.worker.enabled and cfg.worker.interval == 0.1
 
 
-def test_a_bad_synchronous_value_is_refused(
+@pytest.mark.parametrize(
+    ("configured", "environment", "enabled"),
+    [
+        (True, None, True),
+        (False, None, False),
+        (True, "0", False),
+        ({"batch_size": 2}, "off", False),
+    ],
+)
+def test_the_worker_is_switched_off_by_either_place(
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    configured: object,
+    environment: str | None,
+    enabled: bool,
+) -> None:
+    if environment is not None:
+        monkeypatch.setenv("CLAUDE_MEM_WORKER", environment)
+    assert Config.load({"worker": configured}).worker.enabled is enabled
+
+
+@pytest.mark.parametrize(
+    ("plugin_config", "mentions"),
+    [
+        ({"synchronus": "FULL"}, "synchronus"),
+        ({"worker": {"intervall": 1}}, "intervall"),
+        ({"synchronous": "OFF"}, "synchronous"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(
+    clean_env: Path, plugin_config: dict, mentions: str
+) -> None:
+    with pytest.raises(SettingsError, match=mentions):
+        Config.load(plugin_config)
+
+
+def test_a_bad_synchronous_value_in_the_environment_is_refused(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLAUDE_MEM_SYNCHRONOUS", "off")
-    with pytest.raises(ValueError, match="synchronous"):
-        Config()
+    with pytest.raises(SettingsError, match="synchronous"):
+        Config.load()
+
+
+def test_ensure_dirs_creates_a_private_directory(clean_env: Path, tmp_path: Path) -> None:
+    """The directory holds raw tool outputs: only its owner may read it."""
+    cfg = Config(base_dir=tmp_path / "deep" / "mem")
+    cfg.ensure_dirs()
+    assert cfg.base_dir.is_dir()
+    assert stat.S_IMODE(cfg.base_dir.stat().st_mode) == 0o700
+    cfg.base_dir.chmod(0o755)
+    cfg.ensure_dirs()  # again: no error, and tightened
+    assert stat.S_IMODE(cfg.base_dir.stat().st_mode) == 0o700
+
+
+def test_synchronous_from_the_environment_reaches_a_store(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CLAUDE_MEM_SYNCHRONOUS", "full")
+    monkeypatch.setenv("CLAUDE_MEM_DIR", str(tmp_path / "mem"))
+    with Store.open(Config.load()) as store:
+        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == SYNCHRONOUS_FULL
+
+
+def test_synchronous_from_the_environment_reaches_the_worker_command(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`datasette claude-mem worker` opens its own connection: the setting reaches it too."""
+    monkeypatch.setenv("CLAUDE_MEM_SYNCHRONOUS", "FULL")
+    monkeypatch.setenv("CLAUDE_MEM_DIR", str(tmp_path / "mem"))
+    seen: list[int] = []
+    real_run_once = Worker.run_once
+
+    def run_once(self: Worker, store: Store):
+        seen.append(store.conn.execute("PRAGMA synchronous").fetchone()[0])
+        return real_run_once(self, store)
+
+    monkeypatch.setattr(Worker, "run_once", run_once)
+    result = CliRunner().invoke(claude_mem, ["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert seen == [SYNCHRONOUS_FULL]
+
+
+@pytest.mark.asyncio
+async def test_synchronous_from_the_environment_reaches_the_servers_connections(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CLAUDE_MEM_SYNCHRONOUS", "FULL")
+    path = empty_sqlite_file(tmp_path / "claude-mem.db")
+    ds = Datasette([str(path)], config={"plugins": {"datasette-claude-mem": {"worker": False}}})
+    await ds.invoke_startup()
+    db = ds.get_database("claude-mem")
+    read = await db.execute("PRAGMA synchronous")
+    written = await db.execute_write_fn(
+        lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]
+    )
+    assert read.first()[0] == written == SYNCHRONOUS_FULL
+    assert plugin.state(ds).config.synchronous == "FULL"
 
 
 def test_store_creates_the_database_inside_the_configured_dir(config: Config) -> None:
-    with Store(config.db_path) as store:
+    with Store.open(config) as store:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert config.db_path.is_file()

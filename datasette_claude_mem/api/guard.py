@@ -7,10 +7,11 @@ another origin can also make a browser POST here. Both are refused before Datase
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
+
+from datasette.utils.asgi import Response
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -39,15 +40,7 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _refuse(send: Callable, status: int, message: str) -> None:
-    body = json.dumps({"ok": False, "error": message, "errors": [message], "status": status})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [[b"content-type", b"application/json; charset=utf-8"]],
-        }
-    )
-    await send({"type": "http.response.body", "body": body.encode("utf-8")})
+    await Response.error(message, status).asgi_send(send)
 
 
 def guard(app: ASGIApp, allowed_hosts: Callable[[], Iterable[str]]) -> ASGIApp:

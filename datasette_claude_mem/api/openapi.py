@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 if TYPE_CHECKING:
-    from datasette_claude_mem.api.routes import Endpoint
+    from datasette_claude_mem.api.endpoint import Endpoint
 
 REF = "#/components/schemas/{model}"
 

@@ -10,17 +10,18 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from datasette.resources import DatabaseResource
-from datasette.utils.asgi import PayloadTooLarge, Request, Response
+from datasette.utils.asgi import Request, Response
 from pydantic import BaseModel, ValidationError
 
 from datasette_claude_mem import plugin
-from datasette_claude_mem.names import PREFIX, WRITE_ACTION
+from datasette_claude_mem.api.endpoint import Call, Endpoint
+from datasette_claude_mem.api.errors import ApiError, error_response, validation_messages
+from datasette_claude_mem.names import PREFIX
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,
     EdgesAdd,
@@ -46,11 +47,8 @@ from datasette_claude_mem.storage.models import (
     SessionStart,
 )
 from datasette_claude_mem.storage.store import (
-    LeaseLost,
-    NotFound,
     Saved,
     Store,
-    StoreError,
     to_json,
 )
 
@@ -58,46 +56,6 @@ if TYPE_CHECKING:
     from datasette.app import Datasette
 
 JSON_TYPE = "application/json; charset=utf-8"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, messages: str | list[str]) -> None:
-        super().__init__(messages)
-        self.status = status
-        self.messages = [messages] if isinstance(messages, str) else messages
-
-
-@dataclass
-class Call:
-    """One request to an endpoint, with its validated body and URL variables."""
-
-    request: Request
-    datasette: Datasette
-    params: dict[str, str]
-    body: Any = None
-    raw: dict[str, Any] | None = None  # the JSON object as sent, before validation
-
-    async def write(self, fn: Callable[[Store], Any]) -> Any:
-        return await plugin.write(self.datasette, fn)
-
-
-Handler = Callable[[Call], Awaitable[Response]]
-
-
-@dataclass
-class Endpoint:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    body: type[BaseModel] | None = None
-    returns: type[BaseModel] | None = None
-    many: bool = False
-    statuses: tuple[int, ...] = (200,)
-    permission: str | None = WRITE_ACTION
-    raw_response: bool = False
-    max_body_bytes: int | None = None
-    query: dict[str, str] = field(default_factory=dict)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -202,7 +160,7 @@ async def log_event(call: Call) -> Response:
     data: EventCreate = call.body
 
     def run(store: Store) -> EventLogEntry:
-        entry = store.log_event(
+        return store.log_event(
             data.event_type,
             data.data,
             session_id=data.session_id,
@@ -211,9 +169,6 @@ async def log_event(call: Call) -> Response:
             tokens_in=data.tokens_in,
             tokens_out=data.tokens_out,
         )
-        if entry is None:
-            raise StoreError("the event could not be stored")
-        return entry
 
     return ok(await call.write(run), status=201)
 
@@ -226,11 +181,13 @@ HOOK_MAX_BODY_BYTES = 64 * 1024 * 1024
 async def hook(call: Call) -> Response:
     from datasette_claude_mem.claude_code.events import handle_hook
 
-    options = plugin.hook_options(call.datasette)
+    config = plugin.state(call.datasette).config
     # The event as Claude Code sent it (validation checked its common fields): copying a
     # large tool response through the model would only cost time.
     payload = call.raw
-    result = await call.write(lambda s: handle_hook(s, payload, **options))
+    result = await call.write(
+        lambda s: handle_hook(s, payload, config=config, excluded_projects=config.excluded_projects)
+    )
     return json_response(result.output)
 
 
@@ -252,9 +209,9 @@ async def openapi(call: Call) -> Response:
     from datasette_claude_mem.api.openapi import openapi_document
 
     kept = plugin.state(call.datasette)
-    if "openapi" not in kept:  # generating the schemas takes tens of milliseconds
-        kept["openapi"] = orjson.dumps(openapi_document(ENDPOINTS, PREFIX))
-    return Response(kept["openapi"], content_type=JSON_TYPE)
+    if kept.openapi is None:
+        kept.openapi = orjson.dumps(openapi_document(ENDPOINTS, PREFIX))
+    return Response(kept.openapi, content_type=JSON_TYPE)
 
 
 ENDPOINTS: list[Endpoint] = [
@@ -301,14 +258,6 @@ ENDPOINTS: list[Endpoint] = [
 # Dispatch
 
 
-def _validation_messages(error: ValidationError) -> list[str]:
-    messages = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "body"
-        messages.append(f"{where}: {item['msg']}")
-    return messages
-
-
 async def _read_body(request: Request, endpoint: Endpoint) -> Any:
     raw = await request.post_body(max_bytes=endpoint.max_body_bytes)
     if not raw.strip():
@@ -321,18 +270,28 @@ async def _read_body(request: Request, endpoint: Endpoint) -> Any:
         data = orjson.loads(raw)
         if _maybe_lossy(data):
             raise ValueError("an integer orjson read as a float")
-    except (ValueError, RecursionError):
-        # The standard library takes what orjson refuses or reads lossily: integers beyond
-        # 64 bits, lone surrogates, NaN. Its message is the one a client sees.
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ApiError(400, f"The body is not valid JSON: {error}") from error
-        except RecursionError as error:
+    except orjson.JSONDecodeError as error:
+        if "depth limit" in str(error):
+            # Deeper than any store or page can take; the standard library would read it
+            # only to fail later, differently on each Python version.
             raise ApiError(400, "The body's JSON is nested too deeply") from error
+        data = _standard_json(raw)
+    except ValueError:
+        data = _standard_json(raw)
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object")
     return data
+
+
+def _standard_json(raw: bytes) -> Any:
+    """The standard library takes what orjson refuses or reads lossily: integers beyond 64
+    bits, lone surrogates, NaN. Its message is the one a client sees."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, f"The body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise ApiError(400, "The body's JSON is nested too deeply") from error
 
 
 def _maybe_lossy(value: Any) -> bool:
@@ -355,7 +314,7 @@ _PERMISSION_CACHE_SIZE = 1024
 
 
 async def _allowed(datasette: Datasette, actor: dict | None, action: str) -> bool:
-    cache: dict = plugin.state(datasette).setdefault("permissions", {})
+    cache = plugin.state(datasette).permissions
     key = (action, orjson.dumps(actor, default=str, option=orjson.OPT_SORT_KEYS))
     now = time.monotonic()
     hit = cache.get(key)
@@ -395,7 +354,7 @@ async def _dispatch(endpoint: Endpoint, request: Request, datasette: Datasette) 
         try:
             call.body = endpoint.body.model_validate(data)
         except ValidationError as error:
-            raise ApiError(400, _validation_messages(error)) from error
+            raise ApiError(400, validation_messages(error)) from error
     return await endpoint.handler(call)
 
 
@@ -403,33 +362,11 @@ async def answer(endpoint: Endpoint, request: Request, datasette: Datasette) -> 
     """Run an endpoint, turning every failure a client can cause into a JSON error."""
     try:
         return await _dispatch(endpoint, request, datasette)
-    except ApiError as error:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return Response.error(error.messages, error.status, headers=headers)
-    except PayloadTooLarge as error:
-        return Response.error(str(error), 413)
-    except ValidationError as error:
-        return Response.error(_validation_messages(error), 400)
-    except NotFound as error:
-        return Response.error(str(error), 404)
-    except LeaseLost as error:
-        return Response.error(str(error), 409)
-    except StoreError as error:
-        return Response.error(str(error), 400)
-    except sqlite3.IntegrityError as error:
-        return Response.error(f"Refused by the database: {error}", 400)
-    except (OverflowError, UnicodeEncodeError, RecursionError) as error:
-        # Valid JSON the database cannot hold: an integer over 64 bits, a float over float32
-        # in an embedding, a lone surrogate in free-form data, nesting too deep to encode.
-        return Response.error(f"A value in the body cannot be stored: {error}", 400)
-    except ValueError as error:
-        if "null byte" not in str(error) and "depth" not in str(error):
+    except Exception as error:
+        response = error_response(error)
+        if response is None:
             raise
-        return Response.error(f"A value in the body cannot be used: {error}", 400)
-    except sqlite3.OperationalError as error:
-        if "locked" in str(error) or "busy" in str(error):
-            return Response.error("The database is busy; try again", 503)
-        raise
+        return response
 
 
 def _route_regex(path: str) -> str:

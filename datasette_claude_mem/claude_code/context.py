@@ -3,6 +3,9 @@
 Each section has a token budget (tokens counted as characters / 4) and gives up whole lines
 when it is full; a section with nothing to say is left out. The whole answer also stays
 under Claude Code's 10,000-byte limit for SessionStart context.
+
+With ``since`` (a resumed session, whose conversation already holds the context it got then)
+only what was added after that moment is told, and nothing when nothing was.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ class Context:
     def tokens(self) -> int:
         return tokens(self.markdown)
 
+    def with_tools_line(self, session_id: str | None = None) -> str:
+        """The Markdown as SessionStart gives it: closed by the line that tells the agent
+        how to ask the memory more (the MCP tools) and which session to name."""
+        if not self.markdown:
+            return ""
+        return f"{self.markdown}\n\n{tools_line(self.project, session_id)}"
+
     def as_json(self) -> dict:
         return {
             "project": self.project,
@@ -41,6 +51,16 @@ class Context:
             "bytes": len(self.markdown.encode("utf-8")),
             "sections": self.sections,
         }
+
+
+def tools_line(project: str, session_id: str | None = None) -> str:
+    """One line naming the MCP tools and the order that keeps answers small."""
+    scope = f'session_id="{session_id}"' if session_id else f'project="{_clip(project, 200)}"'
+    return (
+        "Ask the memory more with the claude-mem MCP tools: search → timeline → get "
+        "(each answer lists the ids the next one takes), about (a file or function), "
+        f"remember, forget, context; pass {scope}."
+    )
 
 
 def _clip(text: str, limit: int) -> str:
@@ -64,9 +84,9 @@ def _day(value: object) -> str:
     return str(value)[:16].replace("T", " ")
 
 
-def _sessions(store: Store, project: str, exclude: str | None) -> list[str]:
+def _sessions(store: Store, project: str, exclude: str | None, since: str | None) -> list[str]:
     lines = []
-    for s in store.list_sessions(project=project, limit=15):
+    for s in store.list_sessions(project=project, limit=15, since=since):
         if s.id == exclude:
             continue
         what = s.summary or store.first_prompt(s.id) or "no summary"
@@ -85,17 +105,21 @@ def _functions(changed: list[FunctionMapEntry]) -> list[str]:
     ]
 
 
-def _learnings(store: Store, project: str) -> list[str]:
+def _learnings(store: Store, project: str, since: str | None) -> list[str]:
     return [
         f"- [{item.category}, {item.confidence:.2f}] {_clip(item.content, 200)}"
-        for item in store.active_learnings(project, limit=30)
+        for item in store.active_learnings(project, limit=30, since=since)
     ]
 
 
-def _observations(store: Store, project: str) -> list[str]:
+def _observations(
+    store: Store, project: str, since: str | None, current_session: str | None
+) -> list[str]:
+    # A resumed session already knows what it did itself.
+    other = current_session if since is not None else None
     return [
         f"- {_day(o.created_at.isoformat())} {_clip(o.title, 80)}: {_clip(o.summary, 160)}"
-        for o in store.recent_observations(project, limit=30)
+        for o in store.recent_observations(project, limit=30, since=since, other_than_session=other)
     ]
 
 
@@ -119,16 +143,22 @@ def build_context(
     *,
     config: Config | None = None,
     current_session: str | None = None,
+    since: str | None = None,
 ) -> Context:
+    """The context of a project; with ``since``, only what is newer than that moment."""
     budget = (config or Config()).context_budget
     # One scan of the function map serves both its section and the call graph's.
-    changed = store.changed_functions(project, limit=40)
+    changed = store.changed_functions(project, limit=40, since=since)
     sections = [
-        ("session_index", "Recent sessions", _sessions(store, project, current_session)),
-        ("learnings", "Learnings", _learnings(store, project)),
+        ("session_index", "Recent sessions", _sessions(store, project, current_session, since)),
+        ("learnings", "Learnings", _learnings(store, project, since)),
         ("function_map", "Recently changed functions", _functions(changed)),
         ("call_graph", "Callers of changed functions", _call_graph(store, project, changed)),
-        ("observations", "Recent observations", _observations(store, project)),
+        (
+            "observations",
+            "Recent observations",
+            _observations(store, project, since, current_session),
+        ),
     ]
     parts = []
     counts = {}
@@ -140,6 +170,8 @@ def build_context(
     if not parts:
         return Context(project=project, markdown="", sections={})
     header = f"# Memory of {_clip(project, 200)}"
+    if since is not None:
+        header += f" (new since {_day(since)} UTC)"
     markdown = _cap_bytes("\n\n".join([header, *parts]), MAX_BYTES)
     return Context(project=project, markdown=markdown, sections=counts)
 

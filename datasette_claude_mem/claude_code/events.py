@@ -2,7 +2,13 @@
 
 Claude Code posts each hook's JSON input here (an http hook, or the command-hook script) and
 reads the answer as it reads a command hook's output. Everything an event carries is stored
-in one transaction; only SessionStart answers with something: the memory context.
+in one transaction; only SessionStart answers with something: the memory context (again
+after a compaction; after a resume only what is new since the session last got it).
+
+Tool uses (PostToolUse, and PostToolUseFailure with its error) are queued for the worker;
+a subagent's carry its agent_id and agent_type and belong to the session that started it
+(Claude Code sends the parent's session_id). Stop's last assistant message becomes the
+session's summary; PostCompact's compact summary is kept on the session.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from datasette_claude_mem.claude_code.context import build_context
 from datasette_claude_mem.claude_code.project import project_key
 from datasette_claude_mem.settings import Config
 from datasette_claude_mem.storage.models import (
-    HOOK_EVENTS,
+    CLAUDE_CODE_EVENTS,
     QueueItemCreate,
     SessionStart,
     SessionStatus,
     SessionUpdate,
+    ToolFailure,
+    utc_now,
 )
 from datasette_claude_mem.storage.store import Store, to_json
 from datasette_claude_mem.worker.compress import files_from_tool_input
@@ -29,8 +37,12 @@ from datasette_claude_mem.worker.compress import files_from_tool_input
 # marked truncated (Claude Code itself caps what a tool returns well below this).
 MAX_RAW_OUTPUT_BYTES = 8 * 1024 * 1024
 
-RECORDED_EVENTS = set(HOOK_EVENTS)
+RECORDED_EVENTS = set(CLAUDE_CODE_EVENTS)
 COMMON_FIELDS = {"session_id", "transcript_path", "cwd", "permission_mode", "hook_event_name"}
+TOOL_EVENTS = ("PostToolUse", "PostToolUseFailure")
+SESSION_EVENTS = ("SessionStart", "Stop", "PostCompact")
+# A session's summary and compaction summary are read in pages and in the context: bounded.
+SUMMARY_MAX_CHARS = 4000
 
 
 @dataclass
@@ -58,6 +70,60 @@ def _truncate(text: str) -> tuple[str, bool]:
         return text, False
     head = data[:MAX_RAW_OUTPUT_BYTES].decode("utf-8", errors="ignore")
     return head + f"\n[truncated: {len(data)} bytes in all]", True
+
+
+def _optional_text(value: Any, limit: int = 200) -> str | None:
+    return str(value)[:limit] if isinstance(value, str | int) and str(value) else None
+
+
+def _duration_ms(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return int(value)
+
+
+def _mcp_server(value: Any) -> str | None:
+    """The MCP server's name: Claude Code sends {"name": ..., "source": ...}."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    return _optional_text(value)
+
+
+def tool_use(payload: dict[str, Any], session_id: str) -> QueueItemCreate:
+    """The queue item of a PostToolUse or PostToolUseFailure: for a failure, its error
+    takes the place of the output the tool never gave."""
+    failed = payload.get("hook_event_name") == "PostToolUseFailure"
+    failure = None
+    if failed:
+        failure = ToolFailure.INTERRUPT if payload.get("is_interrupt") else ToolFailure.ERROR
+    raw, truncated = _truncate(_text(payload.get("error" if failed else "tool_response")))
+    tool_input = payload.get("tool_input")
+    tool_input = tool_input if isinstance(tool_input, dict) else {"value": tool_input}
+    tool_name = str(payload.get("tool_name") or "unknown")
+    return QueueItemCreate(
+        session_id=session_id,
+        tool_use_id=str(payload.get("tool_use_id") or "") or None,
+        tool_name=tool_name,
+        tool_input=tool_input,
+        raw_output=raw,
+        files_touched=files_from_tool_input(tool_name, tool_input),
+        truncated=truncated,
+        agent_id=_optional_text(payload.get("agent_id")),
+        agent_type=_optional_text(payload.get("agent_type")),
+        prompt_id=_optional_text(payload.get("prompt_id")),
+        duration_ms=_duration_ms(payload.get("duration_ms")),
+        mcp_server=_mcp_server(payload.get("mcp_server")),
+        failure=failure,
+    )
+
+
+def bounded_summary(store: Store, text: str) -> str:
+    """Redacted first, then cut: a cut made first could split a secret the redactor would
+    then no longer recognise."""
+    text = store.redact_text(text.strip())
+    if len(text) <= SUMMARY_MAX_CHARS:
+        return text
+    return text[: SUMMARY_MAX_CHARS - 1].rstrip() + "…"
 
 
 def _project(cwd: str) -> str:
@@ -120,6 +186,8 @@ def handle_hook(
 
     output: dict[str, Any] = {}
     data: dict[str, Any] = {k: v for k, v in payload.items() if k not in COMMON_FIELDS}
+    context_since: str | None = None
+    wants_context = event == "SessionStart" and with_context
     with store.write():
         if session_id and cwd:
             session = (
@@ -136,26 +204,35 @@ def handle_hook(
                 )
         elif cwd:
             project = project or _project(cwd)
-        if event == "PostToolUse" and session_id:
-            raw, truncated = _truncate(_text(payload.get("tool_response")))
-            tool_input = payload.get("tool_input")
-            tool_input = tool_input if isinstance(tool_input, dict) else {"value": tool_input}
-            tool_name = str(payload.get("tool_name") or "unknown")
-            item = store.enqueue(
-                QueueItemCreate(
-                    session_id=session_id,
-                    tool_use_id=str(payload.get("tool_use_id") or "") or None,
-                    tool_name=tool_name,
-                    tool_input=tool_input,
-                    raw_output=raw,
-                    files_touched=files_from_tool_input(tool_name, tool_input),
-                    truncated=truncated,
-                )
-            ).row
+        # Only these events change the session row: one that was never started is left alone.
+        known = bool(session_id) and (
+            bool(cwd) or (event in SESSION_EVENTS and store.get_session(session_id) is not None)
+        )
+        if event in TOOL_EVENTS and session_id:
+            item = store.enqueue(tool_use(payload, session_id)).row
             # The event row says what happened; the payload lives in the queue.
-            data = {"tool_name": tool_name, "queue_item_id": item.id, "truncated": truncated}
+            data = {"tool_name": item.tool_name, "queue_item_id": item.id}
+            data["truncated"] = item.truncated
+            for key in ("agent_id", "agent_type", "failure"):
+                if getattr(item, key):
+                    data[key] = str(getattr(item, key))
         elif event == "SessionEnd" and session_id and store.get_session(session_id):
             store.close_session(session_id, checkpoint=False)
+        elif event == "Stop" and session_id and known:
+            message = payload.get("last_assistant_message")
+            if isinstance(message, str) and message.strip():
+                summary = bounded_summary(store, message)
+                store.update_session(session_id, SessionUpdate(summary=summary))
+        elif event == "PostCompact" and session_id and known:
+            summary = payload.get("compact_summary")
+            if isinstance(summary, str) and summary.strip():
+                store.set_compact_summary(session_id, bounded_summary(store, summary))
+        if wants_context and session_id and known:
+            # Taken before the context is read: what arrives meanwhile counts as new next
+            # time, so a resumed session may hear of a thing twice but never misses one.
+            previous = store.mark_context(session_id, utc_now())
+            if payload.get("source") == "resume":
+                context_since = previous
         if event not in RECORDED_EVENTS:
             data = {"unknown_event": True, **data}
         duration_ms = (time.perf_counter() - started) * 1000
@@ -167,13 +244,15 @@ def handle_hook(
             duration_ms=round(duration_ms),
             event_id=event_id,
         )
-    if event == "SessionStart" and with_context and project:
-        context = build_context(store, project, config=config, current_session=session_id)
+    if wants_context and project:
+        context = build_context(
+            store, project, config=config, current_session=session_id, since=context_since
+        )
         if context.markdown:
             output = {
                 "hookSpecificOutput": {
                     "hookEventName": "SessionStart",
-                    "additionalContext": context.markdown,
+                    "additionalContext": context.with_tools_line(session_id),
                 }
             }
     if event == "SessionEnd":

@@ -11,8 +11,12 @@ and email), socket ~10 ms (enum conversions), json and the idna codec ~9 ms each
 request is plain HTTP/1.1 written by hand, so is the spool line, and http.client is
 imported only for an https:// URL.
 
-Settings: CLAUDE_MEM_URL (default http://127.0.0.1:8765), CLAUDE_MEM_TOKEN, CLAUDE_MEM_DIR,
-CLAUDE_MEM_TIMEOUT (seconds, default 5).
+A SessionStart that finds no server is handed to session_start.py beside this file, which
+starts the server and answers the context (from the file itself if the server is slow).
+
+Settings: the server's URL as the first argument, or CLAUDE_MEM_URL (default
+http://127.0.0.1:8765); CLAUDE_MEM_TOKEN, CLAUDE_MEM_DIR, CLAUDE_MEM_TIMEOUT (seconds,
+default 5).
 """
 
 import os
@@ -26,6 +30,35 @@ except ImportError:  # pragma: no cover - an interpreter without it
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 PATH = "/-/claude-mem/hooks"
+# The memory's directory when CLAUDE_MEM_DIR is not set (names.DEFAULT_DIR_NAME).
+DEFAULT_DIR_NAME = ".datasette-claude-mem"
+SESSION_START_SCRIPT = "session_start.py"
+
+
+def server_url() -> str:
+    """The URL install wrote after the script's path, else CLAUDE_MEM_URL, else the default."""
+    given = sys.argv[1] if len(sys.argv) > 1 and "://" in sys.argv[1] else ""
+    return given or os.environ.get("CLAUDE_MEM_URL") or DEFAULT_URL
+
+
+def base_dir() -> str:
+    return os.environ.get("CLAUDE_MEM_DIR") or os.path.join(
+        os.path.expanduser("~"), DEFAULT_DIR_NAME
+    )
+
+
+def event_name(body: bytes) -> bytes | None:
+    """The event's hook_event_name, found without json (see spool_line)."""
+    key = b'"hook_event_name"'
+    at = body.find(key)
+    if at < 0:
+        return None
+    rest = body[at + len(key) :].lstrip()
+    if not rest.startswith(b":"):
+        return None
+    rest = rest[1:].lstrip()
+    end = rest.find(b'"', 1)
+    return rest[1:end] if rest.startswith(b'"') and end > 0 else None
 
 
 class ServerError(Exception):
@@ -66,14 +99,31 @@ def spool(body: bytes) -> None:
     line = spool_line(body)
     if line is None:
         return
-    base = os.environ.get("CLAUDE_MEM_DIR") or os.path.join(os.path.expanduser("~"), ".claude-mem")
+    base = base_dir()
     os.makedirs(base, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(base, "spool.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    path = os.path.join(base, "spool.jsonl")
     try:
-        # One write of a whole line with O_APPEND: concurrent hooks never interleave lines.
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+        import fcntl
+    except ImportError:  # pragma: no cover - no POSIX locks: the plain append
+        fcntl = None
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if fcntl is not None:
+                # The server renames the spool and then locks it before reading it: a line
+                # written under this shared lock to the file still at `path` is read.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    moved = os.fstat(fd).st_ino != os.stat(path).st_ino
+                except FileNotFoundError:
+                    moved = True
+                if moved:
+                    continue  # taken away meanwhile: write to the new spool
+            # One write of a whole line with O_APPEND: concurrent hooks never interleave lines.
+            os.write(fd, line)
+            return
+        finally:
+            os.close(fd)
 
 
 def _headers(host: str, length: int) -> dict[str, str]:
@@ -174,7 +224,7 @@ def _exchange_tls(host: str, body: bytes, timeout: float) -> tuple[int, bytes]:
 
 def post(body: bytes) -> bytes | None:
     """The server's answer; OSError when it cannot be reached or is busy (so: spool)."""
-    url = os.environ.get("CLAUDE_MEM_URL") or DEFAULT_URL
+    url = server_url()
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0]
     timeout = float(os.environ.get("CLAUDE_MEM_TIMEOUT", "5"))
@@ -189,6 +239,21 @@ def post(body: bytes) -> bytes | None:
     return None
 
 
+def hand_over_session_start(body: bytes) -> None:
+    """Replace this process with session_start.py, the event on its stdin; returns only if
+    that cannot be done. Without -S: it may need the package, to read the memory file."""
+    if len(body) > 60_000:  # more than a pipe holds unread
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), SESSION_START_SCRIPT)
+    read_end, write_end = os.pipe()
+    os.write(write_end, body)
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, script, *sys.argv[1:2]])
+
+
 def main() -> int:
     body = sys.stdin.buffer.read()
     if not body.strip():
@@ -196,6 +261,11 @@ def main() -> int:
     try:
         answer = post(body)
     except OSError:
+        if event_name(body) == b"SessionStart":
+            try:
+                hand_over_session_start(body)
+            except OSError as error:
+                sys.stderr.write(f"claude-mem: could not start the server: {error}\n")
         try:
             spool(body)
         except OSError as error:

@@ -2,6 +2,9 @@
 
 Only entries that point at this memory are touched: other hooks and settings are kept as they
 are, a backup is written before any change, and installing twice changes nothing.
+
+SessionStart is a command hook in every mode: Claude Code runs no http hook for it (nor for
+Setup), and the command hook script can start a server that is not running.
 """
 
 from __future__ import annotations
@@ -14,11 +17,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from datasette_claude_mem.names import DEFAULT_URL, HOOK_PATH, HOOK_SCRIPT
+from datasette_claude_mem.names import (
+    DEFAULT_URL,
+    HOOK_PATH,
+    HOOK_SCRIPT,
+    MCP_PATH,
+    MCP_SERVER_NAME,
+)
 from datasette_claude_mem.storage.models import HOOK_EVENTS
 
 EVENTS = HOOK_EVENTS
-TOOL_EVENTS = {"PostToolUse"}
+TOOL_EVENTS = {"PostToolUse", "PostToolUseFailure"}
+# Events Claude Code sends only to command (or mcp_tool) hooks.
+COMMAND_ONLY_EVENTS = {"SessionStart", "Setup"}
 TOKEN_VAR = "CLAUDE_MEM_TOKEN"
 SCRIPT = HOOK_SCRIPT
 
@@ -46,13 +57,12 @@ def is_ours(hook: Any) -> bool:
 
 def our_hook(event: str, url: str, command: bool) -> dict[str, Any]:
     timeout = 15 if event == "SessionStart" else 5
-    if command:
-        return {
-            "type": "command",
-            # Quoted: Claude Code runs it with a shell, and either path may hold a space.
-            "command": f"{shlex.quote(sys.executable)} -S {shlex.quote(str(SCRIPT))}",
-            "timeout": timeout,
-        }
+    if command or event in COMMAND_ONLY_EVENTS:
+        # Quoted: Claude Code runs it with a shell, and either path may hold a space.
+        line = f"{shlex.quote(sys.executable)} -S {shlex.quote(str(SCRIPT))}"
+        if url.rstrip("/") != DEFAULT_URL:
+            line += f" {shlex.quote(url.rstrip('/'))}"
+        return {"type": "command", "command": line, "timeout": timeout}
     return {
         "type": "http",
         "url": url.rstrip("/") + HOOK_PATH,
@@ -139,3 +149,51 @@ def uninstall(path: Path) -> bool:
     """Remove only our hook entries; returns whether the file changed."""
     before = _load(path)
     return _save(path, before, _without_ours(before)) if path.exists() else False
+
+
+# The MCP server, for Claude Code: user scope in ~/.claude.json, project scope in .mcp.json.
+
+
+def mcp_config_path(project_dir: Path | None = None) -> Path:
+    if project_dir is not None:
+        return project_dir / ".mcp.json"
+    return Path.home() / ".claude.json"
+
+
+def our_mcp_server(url: str = DEFAULT_URL) -> dict[str, Any]:
+    """Claude Code expands ${VAR} in headers, so the token stays in the environment."""
+    return {
+        "type": "http",
+        "url": url.rstrip("/") + MCP_PATH,
+        "headers": {"Authorization": f"Bearer ${{{TOKEN_VAR}}}"},
+    }
+
+
+def read_mcp_config(path: Path) -> dict[str, Any]:
+    """The file's JSON, refused (before anything is written) when it cannot hold servers."""
+    data = _load(path)
+    servers = data.get("mcpServers")
+    if servers is not None and not isinstance(servers, dict):
+        raise SettingsError(f"{path}: mcpServers is not a JSON object; it was left as it is")
+    return data
+
+
+def install_mcp(path: Path, url: str = DEFAULT_URL) -> bool:
+    """Register the memory's MCP server, leaving every other server and key as it is."""
+    before = read_mcp_config(path)
+    servers = before.get("mcpServers")
+    after = {**before, "mcpServers": {**(servers or {}), MCP_SERVER_NAME: our_mcp_server(url)}}
+    return _save(path, before, after)
+
+
+def uninstall_mcp(path: Path) -> bool:
+    """Remove only the memory's MCP server; an mcpServers left empty goes too."""
+    before = _load(path) if path.exists() else {}
+    servers = before.get("mcpServers")
+    if not isinstance(servers, dict) or MCP_SERVER_NAME not in servers:
+        return False
+    kept = {name: entry for name, entry in servers.items() if name != MCP_SERVER_NAME}
+    after = {k: v for k, v in before.items() if k != "mcpServers"}
+    if kept:
+        after["mcpServers"] = kept
+    return _save(path, before, after)

@@ -41,14 +41,14 @@ def project_key(directory: str | os.PathLike[str], override: str | None = None) 
     start = Path(directory).expanduser()
     try:
         start = start.resolve()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path, on Python 3.13
         return str(start)
     for candidate in (start, *start.parents):
         dot_git = candidate / ".git"
         try:
             if not dot_git.exists():
                 continue
-        except OSError:  # a name too long to look at cannot hold a repository
+        except (OSError, ValueError):  # too long, or a NUL: it cannot hold a repository
             continue
         common = _common_git_dir(dot_git)
         if common is None:

@@ -1,6 +1,8 @@
 """Take in the events the command hook spooled while the server was down: in order, once.
 
-The spool is renamed before it is read, so hooks that spool meanwhile start a new file; each
+The spool is renamed before it is read, so hooks that spool meanwhile start a new file, and
+locked before it is read, so a hook still writing to it finishes first (hooks write under a
+shared lock and write again to the new file if theirs was renamed away); each
 line carries an id that becomes its event's id, so a crash halfway and a second pass store
 nothing twice. A line that cannot be stored (not JSON, or an event the store refuses) is
 skipped with a message on stderr: one bad line must never keep the server from starting.
@@ -8,14 +10,15 @@ skipped with a message on stderr: one bad line must never keep the server from s
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
 from datasette_claude_mem.claude_code.events import handle_hook
+from datasette_claude_mem.storage.errors import is_busy
 from datasette_claude_mem.storage.store import Store
 
 INGESTING_SUFFIX = ".ingesting"
@@ -39,19 +42,13 @@ def ingest_spool(store: Store, spool_path: Path, **hook_options: Any) -> int:
         working.unlink()
 
 
-def _is_busy(error: BaseException) -> bool:
-    message = str(error).lower()
-    return isinstance(error, sqlite3.OperationalError) and (
-        "locked" in message or "busy" in message
-    )
-
-
 def _ingest_file(store: Store, path: Path, hook_options: dict[str, Any]) -> tuple[int, bool]:
     """How many lines were taken in, and whether the file was read to its end."""
     count = 0
     # Bytes, not text: the hook script spools its stdin as it came, and a line that is not
     # UTF-8 must be skipped like any other bad line, not end the pass.
     with path.open("rb") as lines:
+        fcntl.flock(lines.fileno(), fcntl.LOCK_EX)
         for number, raw in enumerate(lines, 1):
             try:
                 line = raw.decode("utf-8").strip()
@@ -71,7 +68,7 @@ def _ingest_file(store: Store, path: Path, hook_options: dict[str, Any]) -> tupl
             except Exception as error:  # noqa: BLE001 - one bad event must not stop the start
                 # Its transaction was rolled back. A busy database is no fault of the line:
                 # stop here and keep the file (ids make the next pass store nothing twice).
-                if _is_busy(error):
+                if is_busy(error):
                     print(f"claude-mem: spool left for later: {error}", file=sys.stderr)
                     return count, False
                 print(f"claude-mem: skipped spool line {number}: {error}", file=sys.stderr)

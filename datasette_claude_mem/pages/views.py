@@ -406,6 +406,7 @@ class TimelineEntry:
     order: str = ""
     error: bool = False
     new_day: str | None = None
+    agent: str | None = None  # the subagent that acted, "type (id)"
 
 
 def _event_text(event_type: str, data: dict[str, Any]) -> str:
@@ -414,6 +415,13 @@ def _event_text(event_type: str, data: dict[str, Any]) -> str:
     if not data:
         return ""
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def _agent(row: dict[str, Any]) -> str | None:
+    """Who acted, when a subagent did: its type and id."""
+    if not row.get("agent_id"):
+        return None
+    return f"{row.get('agent_type') or 'subagent'} ({row['agent_id']})"
 
 
 def read_session(conn: sqlite3.Connection, session_id: str, links: Links) -> dict | None:
@@ -430,14 +438,16 @@ def read_session(conn: sqlite3.Connection, session_id: str, links: Links) -> dic
     tool_uses = _rows(
         conn,
         "SELECT id, tool_name, tool_use_id, files_touched, status, attempts, max_attempts, "
-        "last_error, raw_bytes, created_at FROM pending_queue WHERE session_id = ? "
+        "last_error, raw_bytes, created_at, agent_id, agent_type, failure "
+        "FROM pending_queue WHERE session_id = ? "
         "ORDER BY created_at, id LIMIT ?",
         [session_id, TIMELINE_LIMIT],
     )
     observations = _rows(
         conn,
         "SELECT id, tool_name, title, summary, files_touched, functions_changed, "
-        "tokens_raw, tokens_compressed, created_at FROM observations WHERE session_id = ? "
+        "tokens_raw, tokens_compressed, created_at, agent_id, agent_type "
+        "FROM observations WHERE session_id = ? "
         "ORDER BY created_at, id LIMIT ?",
         [session_id, TIMELINE_LIMIT],
     )
@@ -497,6 +507,7 @@ def read_session(conn: sqlite3.Connection, session_id: str, links: Links) -> dic
                 text=t["last_error"] or "",
                 error=bool(t["last_error"]),
                 order=t["id"],
+                agent=_agent(t),
             )
         )
     for o in observations:
@@ -510,6 +521,7 @@ def read_session(conn: sqlite3.Connection, session_id: str, links: Links) -> dic
                 badge=o["tool_name"],
                 files=json_list(o["files_touched"]),
                 order=o["id"],
+                agent=_agent(o),
             )
         )
     entries.sort(key=lambda entry: (entry.at, entry.order))
@@ -529,6 +541,15 @@ def read_session(conn: sqlite3.Connection, session_id: str, links: Links) -> dic
         files.setdefault(fn["file_path"], {"path": fn["file_path"], "functions": []})
         files[fn["file_path"]]["functions"].append(fn)
     changed = [f for f in functions if f["change_type"] != "unchanged"]
+    agents: dict[str, dict[str, Any]] = {}
+    for rows, counted in ((tool_uses, 1), (observations, 0)):
+        for source in rows:
+            if source["agent_id"]:
+                agent = agents.setdefault(
+                    source["agent_id"],
+                    {"id": source["agent_id"], "type": source["agent_type"], "tool_uses": 0},
+                )
+                agent["tool_uses"] += counted
     started, ended = parse_ts(session["started_at"]), parse_ts(session["ended_at"])
     return {
         "session": session,
@@ -540,6 +561,7 @@ def read_session(conn: sqlite3.Connection, session_id: str, links: Links) -> dic
         "files": sorted(files.values(), key=lambda f: f["path"]),
         "functions": functions,
         "learnings": learnings,
+        "agents": list(agents.values()),
         "counts": {
             **totals,
             "files": len(files),
@@ -618,7 +640,7 @@ async def session_page(request: Request, datasette: Datasette) -> Response:
 async def context_preview(request: Request, datasette: Datasette) -> Response:
     db = await memory_database(datasette, request)
     project = (request.args.get("project") or "").strip()
-    config = plugin.hook_options(datasette)["config"]
+    config = plugin.state(datasette).config
     budget = config.context_budget
 
     def read(conn: sqlite3.Connection) -> dict[str, Any]:

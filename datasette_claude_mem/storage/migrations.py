@@ -296,3 +296,61 @@ def m005_index_call_graph_names(db: Database) -> None:
         db.execute(
             f"CREATE INDEX idx_cg_{side}_name ON call_graph({last_name(f'{side}_function')})"
         )
+
+
+@migrations(name="m006_add_claude_code_fields")
+def m006_add_claude_code_fields(db: Database) -> None:
+    """What Claude Code sends beyond a tool's input and output: which subagent acted, how
+    long the tool took, which prompt and MCP server it served, whether it failed; and for a
+    session, the summary of its last compaction and when it last got the memory context."""
+    for table in ("pending_queue", "observations"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN agent_id TEXT")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN agent_type TEXT")
+    for column in ("prompt_id TEXT", "duration_ms INTEGER", "mcp_server TEXT"):
+        db.execute(f"ALTER TABLE pending_queue ADD COLUMN {column}")
+    # NULL: the tool use succeeded (PostToolUse); otherwise how it failed (PostToolUseFailure).
+    db.execute(
+        "ALTER TABLE pending_queue ADD COLUMN failure TEXT "
+        "CHECK (failure IN ('error', 'interrupt'))"
+    )
+    db.execute("ALTER TABLE sessions ADD COLUMN compact_summary TEXT")
+    db.execute("ALTER TABLE sessions ADD COLUMN context_at TEXT")
+    db.execute("CREATE INDEX idx_obs_agent ON observations(session_id, agent_id)")
+
+
+FORGET_COLUMNS = ("forgotten_at TEXT", "forgotten_by TEXT", "forgotten_reason TEXT")
+
+
+@migrations(name="m009_add_memory_entries")
+def m009_add_memory_entries(db: Database) -> None:
+    """What an agent saves on purpose, and forgetting: entries are versioned by namespace and
+    key (a later save supersedes, the history stays), and learnings, observations and entries
+    can be forgotten with who, when and why, so they leave the context and search but not
+    the record."""
+    db.execute(
+        f"""CREATE TABLE memory_entries (
+            {_ID},
+            project TEXT,
+            namespace TEXT NOT NULL CHECK (length(trim(namespace)) > 0),
+            key TEXT NOT NULL CHECK (length(trim(key)) > 0),
+            version INTEGER NOT NULL CHECK (version >= 1),
+            {_enum("kind", ("learning", "note"), "note")},
+            category TEXT,
+            {_confidence("confidence", 0.5)},
+            value TEXT NOT NULL CHECK (length(trim(value)) > 0),
+            session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+            created_by TEXT,
+            {_ts("created_at")},
+            superseded_at TEXT,
+            {", ".join(FORGET_COLUMNS)},
+            UNIQUE (namespace, key, version)
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX idx_entries_current ON memory_entries(project, created_at) "
+        "WHERE superseded_at IS NULL AND forgotten_at IS NULL"
+    )
+    _create_fts(db, "memory_entries", ["key", "value"])
+    for table in ("observations", "learnings"):
+        for column in FORGET_COLUMNS:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")

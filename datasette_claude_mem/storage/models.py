@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -74,15 +75,47 @@ def decode_embedding(blob: bytes | None) -> list[float] | None:
     return list(struct.unpack(f"<{len(blob) // 4}f", blob))
 
 
-# The Claude Code hook events this memory listens to.
+# The Claude Code hook events `install` hooks: those that feed the memory.
 HOOK_EVENTS = (
     "SessionStart",
     "UserPromptSubmit",
     "PostToolUse",
+    "PostToolUseFailure",
     "Stop",
+    "SubagentStart",
     "SubagentStop",
     "PreCompact",
+    "PostCompact",
     "Notification",
+    "SessionEnd",
+)
+
+# Every event Claude Code sends today (2.1.x): each is recorded; any other is recorded too,
+# marked unknown.
+CLAUDE_CODE_EVENTS = (
+    "SessionStart",
+    "Setup",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PermissionRequest",
+    "PermissionDenied",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PostToolBatch",
+    "Notification",
+    "SubagentStart",
+    "SubagentStop",
+    "TaskCreated",
+    "TaskCompleted",
+    "Stop",
+    "StopFailure",
+    "PreCompact",
+    "PostCompact",
+    "InstructionsLoaded",
+    "CwdChanged",
+    "FileChanged",
+    "WorktreeCreate",
+    "WorktreeRemove",
     "SessionEnd",
 )
 
@@ -98,6 +131,11 @@ class QueueStatus(StrEnum):
     PROCESSING = "processing"
     DONE = "done"
     ERROR = "error"
+
+
+class ToolFailure(StrEnum):
+    ERROR = "error"
+    INTERRUPT = "interrupt"
 
 
 class ChangeType(StrEnum):
@@ -131,6 +169,16 @@ class LearningCategory(StrEnum):
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _no_nul(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("a path cannot contain a NUL character")
+    return path
+
+
+# A directory as the file system takes it: no operating system accepts a NUL in a path.
+DirectoryPath = Annotated[NonEmpty, AfterValidator(_no_nul)]
 # JSON text in SQLite, a list or an object in Python.
 JsonList = Json[list[str]]
 JsonObject = Json[dict[str, Any]]
@@ -163,7 +211,7 @@ class Record(BaseModel):
 
 class SessionStart(Input):
     id: NonEmpty | None = None
-    project_dir: NonEmpty
+    project_dir: DirectoryPath
     project: NonEmpty | None = Field(
         None, description="Project key; derived from project_dir (its repository) when omitted"
     )
@@ -190,6 +238,8 @@ class Session(Record):
     status: SessionStatus
     summary: str | None = None
     observation_count: int = 0
+    compact_summary: str | None = None
+    context_at: Timestamp | None = None
 
 
 # Observations
@@ -209,6 +259,8 @@ class ObservationCreate(Input):
     embedding: list[Component] | None = None
     embedding_model: str | None = None
     embedding_version: str | None = None
+    agent_id: str | None = Field(None, description="The subagent that acted, if not the main one")
+    agent_type: str | None = None
 
     @model_validator(mode="after")
     def _embedding_has_model(self) -> ObservationCreate:
@@ -234,6 +286,8 @@ class Observation(Record):
     embedding: list[float] | None = None
     embedding_model: str | None = None
     embedding_version: str | None = None
+    agent_id: str | None = None
+    agent_type: str | None = None
     created_at: Timestamp
 
     @field_validator("embedding", mode="before")
@@ -352,6 +406,12 @@ class QueueItemCreate(Input):
     files_touched: list[str] = Field(default_factory=list)
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     truncated: bool = False
+    agent_id: str | None = Field(None, description="The subagent that ran the tool")
+    agent_type: str | None = None
+    prompt_id: str | None = None
+    duration_ms: Count | None = None
+    mcp_server: str | None = None
+    failure: ToolFailure | None = Field(None, description="Set when the tool use failed")
 
 
 class QueueClaim(Input):
@@ -395,6 +455,12 @@ class QueueItem(Record):
     created_at: Timestamp
     updated_at: Timestamp
     completed_at: Timestamp | None = None
+    agent_id: str | None = None
+    agent_type: str | None = None
+    prompt_id: str | None = None
+    duration_ms: int | None = None
+    mcp_server: str | None = None
+    failure: ToolFailure | None = None
     tool_input: JsonObject | None = None
     raw_output: str | None = None
 
@@ -461,3 +527,52 @@ class SearchHit(BaseModel):
     snippet: str
     rank: float
     created_at: Timestamp
+
+
+# Memory entries: what an agent saves on purpose
+
+
+class EntryKind(StrEnum):
+    LEARNING = "learning"
+    NOTE = "note"
+
+
+class MemoryEntrySave(Input):
+    namespace: NonEmpty = Field(description="A hierarchy such as project:<key>/decisions")
+    key: NonEmpty
+    value: NonEmpty
+    kind: EntryKind = EntryKind.NOTE
+    category: str | None = None
+    confidence: Confidence = 0.5
+    project: str | None = Field(None, description="None makes a global entry")
+    session_id: str | None = None
+    created_by: str | None = None
+
+
+class MemoryEntry(Record):
+    id: str
+    project: str | None = None
+    namespace: str
+    key: str
+    version: int
+    kind: EntryKind
+    category: str | None = None
+    confidence: float
+    value: str
+    session_id: str | None = None
+    created_by: str | None = None
+    created_at: Timestamp
+    superseded_at: Timestamp | None = None
+    forgotten_at: Timestamp | None = None
+    forgotten_by: str | None = None
+    forgotten_reason: str | None = None
+
+
+class Forgotten(BaseModel):
+    """What forget() retired: which table the id was in, and who, when and why."""
+
+    kind: str = Field(description="learning, observation or entry")
+    id: str
+    forgotten_at: Timestamp
+    forgotten_by: str
+    forgotten_reason: str

@@ -155,7 +155,7 @@ ORDER BY at, id""",
         bm25(observations_fts) AS rank, o.created_at
     FROM observations_fts JOIN observations o ON o.rowid = observations_fts.rowid
     WHERE observations_fts MATCH claude_mem_fts_query(:q)
-        AND (:project = '' OR o.project = :project)
+        AND (:project = '' OR o.project = :project) AND o.forgotten_at IS NULL
     UNION ALL
     SELECT 'learning', l.id, l.project, l.source_session_id, l.category,
         snippet(learnings_fts, -1, '[', ']', '…', 12), bm25(learnings_fts), l.created_at

@@ -15,19 +15,20 @@ import json
 import random
 import re
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 from pydantic import TypeAdapter
 from sqlite_utils import Database
 
 from datasette_claude_mem.claude_code.project import project_key
+from datasette_claude_mem.storage.entries import EntryStore
+from datasette_claude_mem.storage.errors import LeaseLost, NotFound, is_busy
 from datasette_claude_mem.storage.migrations import migrations
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,
@@ -56,24 +57,15 @@ from datasette_claude_mem.storage.models import (
 )
 from datasette_claude_mem.storage.queries import QUERY_SQL
 
+if TYPE_CHECKING:
+    from datasette_claude_mem.settings import Config
+
 T = TypeVar("T")
 
 # Rows written by other processes while we wait for the write lock: keep trying this long
 # before a write is reported as failed. SQLite's own busy handler sleeps up to busy_timeout
 # for each attempt.
 WRITE_RETRY_SECONDS = 120.0
-
-
-class StoreError(Exception):
-    """A request the store cannot carry out; the message is meant for the caller."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class LeaseLost(StoreError):
-    """The item is no longer held by this worker: its lease expired and it went back."""
 
 
 class Saved(NamedTuple):
@@ -101,11 +93,6 @@ def connect(
     return conn
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    message = str(error).lower()
-    return "locked" in message or "busy" in message
-
-
 def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
     """Take the write lock, trying again until the deadline if another writer holds it.
 
@@ -118,14 +105,50 @@ def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
             conn.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as error:
-            if not _is_busy(error) or time.monotonic() > deadline:
+            if not is_busy(error) or time.monotonic() > deadline:
                 raise
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.05)
 
 
+class ForeignDatabase(sqlite3.DatabaseError):
+    """A database another application made (claude-mem's, say): never migrated or written."""
+
+
+def foreign_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables of a database that is not a memory, or [] for a memory or an empty file.
+
+    A memory records its migrations in _sqlite_migrations; a file with tables and none of
+    those rows belongs to someone else.
+    """
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
+    if not tables:
+        return []
+    if "_sqlite_migrations" in tables:
+        ours = conn.execute(
+            "SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? LIMIT 1", [migrations.name]
+        ).fetchone()
+        if ours:
+            return []
+    return tables
+
+
 def migrate(db: Database) -> list[str]:
-    """Apply pending migrations; returns the names applied. Safe to run from many processes."""
+    """Apply pending migrations; returns the names applied. Safe to run from many processes.
+
+    A database of another application is refused whole (ForeignDatabase), before anything
+    is written to it.
+    """
+    foreign = foreign_tables(db.conn)
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (", ..." if len(foreign) > 8 else "")
+        raise ForeignDatabase(f"it holds another application's tables ({shown})")
     if not migrations.pending(db):
         return []
     begin_immediate(db.conn, time.monotonic() + WRITE_RETRY_SECONDS)
@@ -186,7 +209,7 @@ def _changes(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT changes()").fetchone()[0]
 
 
-class Store:
+class Store(EntryStore):
     def __init__(
         self,
         target: str | Path | sqlite3.Connection | Database,
@@ -212,7 +235,12 @@ class Store:
             conn = connect(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
             self.db = Database(conn, execute_plugins=False)
         if migrate_schema:
-            migrate(self.db)
+            try:
+                migrate(self.db)
+            except BaseException:
+                if self._owns_connection:  # a file refused is left as it was found
+                    self.db.conn.close()
+                raise
         if redact_text is None or redact_value is None:
             from datasette_claude_mem.redaction import redactor as redact
 
@@ -222,6 +250,17 @@ class Store:
         self.redact_value = redact_value
         self._depth = 0  # savepoints open inside a caller's transaction
         self._checkpoint_wanted = False
+
+    @classmethod
+    def open(cls, config: Config, path: str | Path | None = None, **kwargs: Any) -> Store:
+        """The store on a memory file (the configured one by default), its connection made
+        with the configured pragmas: every command opens the memory this way."""
+        return cls(
+            path or config.db_path,
+            synchronous=config.synchronous,
+            busy_timeout_ms=config.busy_timeout_ms,
+            **kwargs,
+        )
 
     def _redact_opt(self, text: str | None) -> str | None:
         return None if text is None else self.redact_text(text)
@@ -277,7 +316,7 @@ class Store:
                 conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() > deadline:
+                if not is_busy(error) or time.monotonic() > deadline:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
@@ -328,8 +367,10 @@ class Store:
 
     # Sessions
 
-    def create_session(self, data: SessionStart) -> Saved:
-        """Start a session; starting one that exists (a resumed session) returns it as it is."""
+    def create_session(self, data: SessionStart, *, started_at: str | None = None) -> Saved:
+        """Start a session; starting one that exists (a resumed session) returns it as it is.
+
+        ``started_at`` keeps the start of a session brought in from elsewhere."""
         session_id = data.id or new_id()
         with self.write() as conn:
             # Every hook event of a session passes here: most find it already started.
@@ -340,7 +381,13 @@ class Store:
             conn.execute(
                 "INSERT INTO sessions (id, project, project_dir, started_at, status, summary) "
                 "VALUES (?, ?, ?, ?, 'active', ?)",
-                [session_id, project, data.project_dir, utc_now(), self._redact_opt(data.summary)],
+                [
+                    session_id,
+                    project,
+                    data.project_dir,
+                    started_at or utc_now(),
+                    self._redact_opt(data.summary),
+                ],
             )
         return Saved(self.get_session(session_id), True)
 
@@ -369,9 +416,18 @@ class Store:
         return session
 
     def list_sessions(
-        self, project: str | None = None, status: SessionStatus | str | None = None, limit: int = 50
+        self,
+        project: str | None = None,
+        status: SessionStatus | str | None = None,
+        limit: int = 50,
+        *,
+        since: str | None = None,
     ) -> list[Session]:
+        """Sessions newest first; only those started after ``since`` when given."""
         where, params = [], []
+        if since is not None:
+            where.append("started_at > ?")
+            params.append(since)
         if project is not None:
             where.append("project = ?")
             params.append(project)
@@ -406,10 +462,31 @@ class Store:
         assert session is not None
         return session
 
+    def set_compact_summary(self, session_id: str, text: str) -> None:
+        """Keep the summary Claude Code wrote when it compacted the conversation (redacted)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE sessions SET compact_summary = ? WHERE id = ?",
+                [self.redact_text(text), session_id],
+            )
+
+    def mark_context(self, session_id: str, at: str) -> str | None:
+        """Record that the session got the memory context as of ``at``; returns the time it
+        got it before (None if never), so a resumed session is told only what is new."""
+        with self.write() as conn:
+            row = conn.execute("SELECT context_at FROM sessions WHERE id = ?", [session_id])
+            found = row.fetchone()
+            conn.execute("UPDATE sessions SET context_at = ? WHERE id = ?", [at, session_id])
+        return found[0] if found else None
+
     # Observations
 
-    def create_observation(self, data: ObservationCreate) -> Saved:
-        """Store an observation once: the same content posted again returns the first row."""
+    def create_observation(
+        self, data: ObservationCreate, *, created_at: str | None = None
+    ) -> Saved:
+        """Store an observation once: the same content posted again returns the first row.
+
+        ``created_at`` keeps the time of an observation brought in from elsewhere."""
         title = self.redact_text(data.title)
         summary = self.redact_text(data.summary)
         detail = self.redact_text(data.detail) if data.detail is not None else None
@@ -430,8 +507,8 @@ class Store:
                 "INSERT INTO observations (id, project, session_id, queue_item_id, tool_name, "
                 "title, summary, detail, files_touched, functions_changed, tokens_raw, "
                 "tokens_compressed, content_hash, embedding, embedding_model, "
-                "embedding_version, created_at) "
-                "SELECT ?, project, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "embedding_version, created_at, agent_id, agent_type) "
+                "SELECT ?, project, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
                 "FROM sessions WHERE id = ? "
                 "ON CONFLICT(content_hash) DO NOTHING RETURNING *",
                 [
@@ -449,7 +526,9 @@ class Store:
                     encode_embedding(data.embedding),
                     data.embedding_model,
                     data.embedding_version,
-                    utc_now(),
+                    created_at or utc_now(),
+                    data.agent_id,
+                    data.agent_type,
                     data.session_id,
                 ],
             )
@@ -480,14 +559,28 @@ class Store:
         return _OBSERVATIONS.validate_python(rows)
 
     def recent_observations(
-        self, project: str, limit: int = 20, *, with_embeddings: bool = False
+        self,
+        project: str,
+        limit: int = 20,
+        *,
+        with_embeddings: bool = False,
+        since: str | None = None,
+        other_than_session: str | None = None,
     ) -> list[Observation]:
-        """A project's latest observations, newest first (embeddings as in list_observations)."""
-        rows = self._all(
+        """A project's latest observations, newest first (embeddings as in list_observations);
+        only those made after ``since`` and outside ``other_than_session`` when given."""
+        sql = (
             f"SELECT {_observation_columns(with_embeddings)} FROM observations "
-            "WHERE project = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            [project, limit],
+            "WHERE project = ? AND forgotten_at IS NULL"
         )
+        params: list[Any] = [project]
+        if since is not None:
+            sql += " AND created_at > ?"
+            params.append(since)
+        if other_than_session is not None:
+            sql += " AND session_id != ?"
+            params.append(other_than_session)
+        rows = self._all(f"{sql} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit])
         return _OBSERVATIONS.validate_python(rows)
 
     def delete_observation(self, observation_id: str) -> None:
@@ -613,14 +706,23 @@ class Store:
         ]
 
     def changed_functions(
-        self, project: str, session_id: str | None = None, limit: int = 200
+        self,
+        project: str,
+        session_id: str | None = None,
+        limit: int = 200,
+        *,
+        since: str | None = None,
     ) -> list[FunctionMapEntry]:
-        """Functions new, modified or deleted (in one session, or in any), newest first."""
+        """Functions new, modified or deleted (in one session, or in any; after ``since``
+        when given), newest first."""
         sql = "SELECT * FROM function_map WHERE project = ? AND change_type != 'unchanged'"
         params: list[Any] = [project]
         if session_id is not None:
             sql += " AND session_id = ?"
             params.append(session_id)
+        if since is not None:
+            sql += " AND updated_at > ?"
+            params.append(since)
         sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
         return [FunctionMapEntry.model_validate(r) for r in self._all(sql, [*params, limit])]
 
@@ -752,10 +854,16 @@ class Store:
         category: str | None = None,
         min_confidence: float = 0.0,
         limit: int = 100,
+        *,
+        since: str | None = None,
     ) -> list[Learning]:
-        """Active learnings of a project and the global ones, most confident first."""
+        """Active learnings of a project and the global ones, most confident first (only
+        those added or changed after ``since`` when given)."""
         sql = "SELECT * FROM learnings WHERE is_active = 1 AND confidence >= ?"
         params: list[Any] = [min_confidence]
+        if since is not None:
+            sql += " AND updated_at > ?"
+            params.append(since)
         if project is None:
             sql += " AND project IS NULL"
         else:
@@ -806,8 +914,9 @@ class Store:
             inserted = self._all(
                 "INSERT INTO pending_queue (id, project, session_id, tool_use_id, tool_name, "
                 "files_touched, status, attempts, max_attempts, available_at, raw_bytes, "
-                "truncated, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'raw', 0, ?, ?, ?, ?, ?, ?) "
+                "truncated, created_at, updated_at, agent_id, agent_type, prompt_id, "
+                "duration_ms, mcp_server, failure) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'raw', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(session_id, tool_use_id) DO NOTHING RETURNING *",
                 [
                     row_id,
@@ -822,6 +931,12 @@ class Store:
                     int(data.truncated),
                     now,
                     now,
+                    data.agent_id,
+                    data.agent_type,
+                    data.prompt_id,
+                    data.duration_ms,
+                    data.mcp_server,
+                    str(data.failure) if data.failure else None,
                 ],
             )
             if inserted:
@@ -915,11 +1030,13 @@ class Store:
         now = utc_now()
         made = None
         with self.write() as conn:
-            self._held(item_id, worker)
+            held = self._held(item_id, worker)
             if observation is not None:
-                made = self.create_observation(
-                    observation.model_copy(update={"queue_item_id": item_id})
-                ).row
+                update: dict[str, Any] = {"queue_item_id": item_id}
+                if observation.agent_id is None and held.get("agent_id"):
+                    # A subagent's tool use makes a subagent's observation, whoever compressed it.
+                    update |= {"agent_id": held["agent_id"], "agent_type": held["agent_type"]}
+                made = self.create_observation(observation.model_copy(update=update)).row
             conn.execute(
                 "UPDATE pending_queue SET status = 'done', lease_owner = NULL, "
                 "lease_expires_at = NULL, completed_at = ?1, updated_at = ?1, last_error = NULL "
@@ -1010,37 +1127,42 @@ class Store:
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         event_id: str | None = None,
-    ) -> EventLogEntry | None:
-        """Best effort: a failure to log is reported on stderr, never raised to the caller."""
-        try:
-            row_id = event_id or new_id()
-            payload = to_json(self.redact_value(data or {}))
-            with self.write():
-                inserted = self._all(
-                    "INSERT INTO event_log (id, project, session_id, event_type, data, "
-                    "duration_ms, tokens_in, tokens_out, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING *",
-                    [
-                        row_id,
-                        project,
-                        session_id,
-                        event_type,
-                        payload,
-                        duration_ms,
-                        tokens_in,
-                        tokens_out,
-                        utc_now(),
-                    ],
-                )
-            row = (
-                inserted[0]
-                if inserted
-                else self._one("SELECT * FROM event_log WHERE id = ?", [row_id])
+        created_at: str | None = None,
+    ) -> EventLogEntry:
+        """One event row; an event id already stored answers the stored row."""
+        row_id = event_id or new_id()
+        payload = to_json(self.redact_value(data or {}))
+        with self.write():
+            inserted = self._all(
+                "INSERT INTO event_log (id, project, session_id, event_type, data, "
+                "duration_ms, tokens_in, tokens_out, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING *",
+                [
+                    row_id,
+                    project,
+                    session_id,
+                    event_type,
+                    payload,
+                    duration_ms,
+                    tokens_in,
+                    tokens_out,
+                    created_at or utc_now(),
+                ],
             )
-            return EventLogEntry.model_validate(row)
-        except Exception as error:  # noqa: BLE001 - logging must never break the caller
-            print(f"claude-mem: could not log event {event_type!r}: {error}", file=sys.stderr)
-            return None
+        row = (
+            inserted[0] if inserted else self._one("SELECT * FROM event_log WHERE id = ?", [row_id])
+        )
+        return EventLogEntry.model_validate(row)
+
+    def has_event(self, event_id: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM event_log WHERE id = ?", [event_id]).fetchone()
+            is not None
+        )
+
+    def projects(self) -> list[str]:
+        """Every project key that has a session."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT project FROM sessions")]
 
     def first_prompt(self, session_id: str) -> str | None:
         """What the person first asked in a session: a fair one-line account of it."""
@@ -1088,6 +1210,7 @@ class Store:
                     bm25(observations_fts) AS rank, o.created_at
                 FROM observations_fts JOIN observations o ON o.rowid = observations_fts.rowid
                 WHERE observations_fts MATCH :q AND o.project = :project
+                    AND o.forgotten_at IS NULL
                 UNION ALL
                 SELECT 'learning', l.id, l.project, l.source_session_id, l.category,
                     snippet(learnings_fts, -1, '[', ']', '…', 12), bm25(learnings_fts),

@@ -959,6 +959,20 @@ def _result_titles(results: list[Any], limit: int = 8) -> list[str]:
     return titles
 
 
+def _compress_failure(
+    tool_name: str, tool_input: dict[str, Any], error: str, failure: str
+) -> _Parts:
+    """A failed tool use: what was tried, and why it failed, in the tool's own words."""
+    how = "interrupted" if failure == "interrupt" else "failed"
+    title = _title(f"{tool_name or 'tool'} {how}:", _short_key_input(tool_input))
+    lines = _meaningful_lines(error, 6)
+    why = " | ".join(line.strip() for line in lines) or (
+        "interrupted by the user" if how == "interrupted" else "no error message"
+    )
+    detail = "\n".join(_meaningful_lines(error, 30)) or None
+    return _Parts(title, f"{how.capitalize()}: {why}", detail)
+
+
 # --------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------
@@ -994,11 +1008,14 @@ def compress(
     tool_response: Any,
     *,
     file_reader: Callable[[str], Any] | None = None,
+    failure: str | None = None,
 ) -> Compressed:
     """Turn one PostToolUse payload into a short, deterministic observation.
 
     ``file_reader(path)`` may return the file's current text; it is only used
     to place an Edit in its functions when the response lacks the original file.
+    With ``failure`` ("error" or "interrupt", from PostToolUseFailure) the response is
+    the error, and the observation says what failed and why.
     """
     name = _one_line(as_text(tool_name), 80)
     data = _normalise_input(tool_input)
@@ -1007,7 +1024,10 @@ def compress(
     tokens_raw = estimate_tokens(input_text + raw)
     files = files_from_tool_input(name, data)
     try:
-        parts = _dispatch(name, data, parsed, raw, file_reader)
+        if failure:
+            parts = _compress_failure(name, data, raw, failure)
+        else:
+            parts = _dispatch(name, data, parsed, raw, file_reader)
     except Exception as exc:  # an odd payload must still produce an observation
         parts = _Parts(
             _title(name or "tool", _short_key_input(data)),

@@ -220,6 +220,8 @@ class LLMCompressor:
             note += f", shown as its first and last {self.max_raw_chars} or so"
         if item.truncated:
             note += "; it was cut short before it reached the queue"
+        if item.failure:
+            note += f"; the tool use failed ({item.failure}): this is its error, not its output"
         return self.prompt_template.safe_substitute(
             tool_name=item.tool_name,
             files=", ".join(item.files_touched) or "(none)",
@@ -307,7 +309,9 @@ class LLMCompressor:
 
     def fallback(self, item: QueueItem, reason: str) -> LLMCompressed:
         """The default, offline compression, marked as made without the model and why."""
-        done = compress(item.tool_name, item.tool_input or {}, item.raw_output or "")
+        done = compress(
+            item.tool_name, item.tool_input or {}, item.raw_output or "", failure=item.failure
+        )
         note = f"[compressed offline, not by {self.model_id}: {reason}]"
         detail = f"{done.detail}\n{note}" if done.detail else note
         return LLMCompressed(

@@ -49,7 +49,9 @@ class DefaultCompressor:
     name = "default"
 
     def __call__(self, item: QueueItem) -> Compressed:
-        return compress(item.tool_name, item.tool_input or {}, item.raw_output or "")
+        return compress(
+            item.tool_name, item.tool_input or {}, item.raw_output or "", failure=item.failure
+        )
 
 
 def default_worker_id() -> str:

@@ -108,14 +108,17 @@ async def test_forged_token_is_401(ds: Datasette, tmp_path: Path):
 
 @pytest.mark.asyncio
 async def test_expired_token_is_401(ds: Datasette, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The token handler's clock is held still, then moved on: no race with a slow machine."""
+    import datasette.tokens
+
+    now = time.time()
+    clock = types.SimpleNamespace(time=lambda: now)
+    monkeypatch.setattr(datasette.tokens, "time", clock)
     token = await ds.create_token("claude-mem", expires_after=1)
     fresh = await api_call(ds, "POST", "/sessions", session_body(tmp_path), token=token)
     assert fresh.status_code == 201, fresh.text
     # Ten seconds later, as the token handler sees it.
-    import datasette.tokens
-
-    later = types.SimpleNamespace(time=lambda: time.time() + 10)
-    monkeypatch.setattr(datasette.tokens, "time", later)
+    clock.time = lambda: now + 10
     expired = await api_call(ds, "POST", "/sessions", {"project_dir": "/other"}, token=token)
     assert_error(expired, 401, "expired")
     assert await query_rows(ds, "SELECT count(*) AS n FROM sessions") == [{"n": 1}]

@@ -142,7 +142,9 @@ def test_a_scripted_session_over_http_hooks_then_the_next_start(mem_server, repo
     context = response.json()["hookSpecificOutput"]["additionalContext"]
     assert "`scripted`" in context and "Add customer ids to the order logs" in context
     assert len(context.encode("utf-8")) < 10_000
-    for block in context.split("\n\n")[1:]:
+    *blocks, closing = context.split("\n\n")[1:]
+    assert closing.startswith("Ask the memory more") and 'session_id="next"' in closing
+    for block in blocks:
         key = CONTEXT_SECTIONS[block.split("\n", 1)[0][3:]]
         assert tokens_of(block) <= BUDGET[key], key
 

@@ -40,7 +40,9 @@ def run_script(
     if isinstance(stdin, dict):
         stdin = json.dumps(stdin).encode("utf-8")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_MEM_")}
-    environment.update(CLAUDE_MEM_URL=url, CLAUDE_MEM_DIR=str(base_dir), **env)
+    # No server is started for a SessionStart that finds none (test_session_start does that).
+    environment.update(CLAUDE_MEM_URL=url, CLAUDE_MEM_DIR=str(base_dir), CLAUDE_MEM_AUTOSTART="0")
+    environment.update(env)
     if token:
         environment["CLAUDE_MEM_TOKEN"] = token
     return subprocess.run(
@@ -308,3 +310,27 @@ def test_a_session_with_the_server_down_halfway_is_stored_once_in_order(
 
     server.restart()  # a second start stores nothing twice
     assert stored() == (rows, queue)
+
+
+def test_the_url_after_the_script_wins_over_the_environment(mem_server, repo: Repo) -> None:
+    """install writes a non-default URL into the SessionStart command line."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_MEM_")}
+    environment.update(
+        CLAUDE_MEM_URL=f"http://127.0.0.1:{free_port()}",  # nothing there
+        CLAUDE_MEM_DIR=str(mem_server.base_dir),
+        CLAUDE_MEM_TOKEN=mem_server.token,
+        CLAUDE_MEM_AUTOSTART="0",
+    )
+    prompt = load("UserPromptSubmit.json", session_id="by-arg", cwd=str(repo.main))
+    done = subprocess.run(
+        [sys.executable, "-S", str(SCRIPT), mem_server.url],
+        input=json.dumps(prompt).encode(),
+        env=environment,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and json.loads(done.stdout) == {}, done.stderr
+    assert not (mem_server.base_dir / "spool.jsonl").exists()
+    rows = db_rows(mem_server.db_path, "SELECT event_type FROM event_log WHERE session_id = ?",
+                   ["by-arg"])  # fmt: skip
+    assert rows == [{"event_type": "UserPromptSubmit"}]

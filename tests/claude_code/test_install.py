@@ -74,16 +74,50 @@ def test_install_into_no_settings_writes_every_event(settings: Path) -> None:
     assert list(data) == ["hooks"]
     assert list(data["hooks"]) == EVENTS
     for event, hooks in ours(data).items():
+        if event == "SessionStart":
+            continue
         assert hooks == [
             {
                 "type": "http",
                 "url": "http://127.0.0.1:9999/-/claude-mem/hooks",
                 "headers": {"Authorization": "Bearer $CLAUDE_MEM_TOKEN"},
                 "allowedEnvVars": ["CLAUDE_MEM_TOKEN"],
-                "timeout": 15 if event == "SessionStart" else 5,
+                "timeout": 5,
             }
         ]
+    # Claude Code runs no http hook for SessionStart: it is the command hook, told the URL.
+    assert ours(data)["SessionStart"] == [
+        {
+            "type": "command",
+            "command": f"{sys.executable} -S {installer.SCRIPT} http://127.0.0.1:9999",
+            "timeout": 15,
+        }
+    ]
     assert data["hooks"]["PostToolUse"][0]["matcher"] == "*"
+    assert data["hooks"]["PostToolUseFailure"][0]["matcher"] == "*"
+
+
+def test_install_hooks_the_events_that_feed_the_memory(settings: Path) -> None:
+    installer.install(settings)
+    assert set(ours(read(settings))) == {
+        "SessionStart",
+        "UserPromptSubmit",
+        "PostToolUse",
+        "PostToolUseFailure",
+        "Stop",
+        "SubagentStart",
+        "SubagentStop",
+        "PreCompact",
+        "PostCompact",
+        "Notification",
+        "SessionEnd",
+    }
+
+
+def test_the_default_url_is_not_written_into_the_session_start_command(settings: Path) -> None:
+    installer.install(settings)
+    [hook] = ours(read(settings))["SessionStart"]
+    assert hook["command"] == f"{sys.executable} -S {installer.SCRIPT}"
     assert not settings.with_name("settings.json.claude-mem.bak").exists()
 
 
@@ -159,7 +193,7 @@ def test_the_installed_http_hook_is_what_the_server_takes(
 ) -> None:
     """Act as Claude Code: expand the allowed variables in the headers and POST the event."""
     installer.install(settings, url=mem_server.url)
-    [hook] = ours(read(settings))["SessionStart"]
+    [hook] = ours(read(settings))["UserPromptSubmit"]
     environment = {"CLAUDE_MEM_TOKEN": mem_server.token}
     headers = {
         name: re.sub(r"\$(\w+)", lambda m: environment[m.group(1)], value)
@@ -171,7 +205,10 @@ def test_the_installed_http_hook_is_what_the_server_takes(
     import httpx
 
     response = httpx.post(
-        hook["url"], json=load("SessionStart.json", cwd=str(project)), headers=headers, timeout=30
+        hook["url"],
+        json=load("UserPromptSubmit.json", cwd=str(project)),
+        headers=headers,
+        timeout=30,
     )
     assert response.status_code == 200 and response.json() == {}
 

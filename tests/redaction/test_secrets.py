@@ -354,6 +354,7 @@ def _run_hook_script(server, payload: dict[str, Any]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_MEM_")}
     env.update(CLAUDE_MEM_URL=server.url, CLAUDE_MEM_TOKEN=server.token,
                CLAUDE_MEM_DIR=str(server.base_dir))  # fmt: skip
+    env["CLAUDE_MEM_AUTOSTART"] = "0"  # a server that is down stays down: the hook spools
     done = subprocess.run(
         [sys.executable, "-S", str(HOOK_SCRIPT)],
         input=json.dumps(payload).encode(),

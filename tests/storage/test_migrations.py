@@ -16,6 +16,7 @@ from helpers import MEMORY_TABLES
 from processes.common import PROCESSES, ROOT, UUID7
 from sqlite_utils import Database
 
+from datasette_claude_mem.storage.migrations import migrations
 from datasette_claude_mem.storage.models import new_id
 from datasette_claude_mem.storage.store import Store, connect, migrate
 
@@ -46,6 +47,7 @@ OTHER_INDEXES = {
     "idx_cg_session",
     "idx_cg_caller_name",
     "idx_cg_callee_name",
+    "idx_obs_agent",
 }
 TRIGGERS = {
     "observations_ai",
@@ -173,6 +175,7 @@ BAD_ROWS = [
     ("pending_queue", {"session_id": "s1", "tool_name": "t"}, "status", "queued"),
     ("pending_queue", {"session_id": "s1", "tool_name": "t"}, "truncated", 2),
     ("pending_queue", {"session_id": "s1", "tool_name": "t"}, "tool_name", None),
+    ("pending_queue", {"session_id": "s1", "tool_name": "t"}, "failure", "crashed"),
     ("function_map", {"session_id": "s1", "file_path": "a.py", "qualified_name": "f",
                       "kind": "function", "body_hash": "h"}, "kind", "lambda"),
     ("function_map", {"session_id": "s1", "file_path": "a.py", "qualified_name": "f",
@@ -386,3 +389,45 @@ def test_migrate_on_a_foreign_connection_applies_once(tmp_path: Path) -> None:
         assert migrate(database) == []
     finally:
         database.conn.close()
+
+
+# Columns of each migration after the first tables
+
+
+M006_COLUMNS = {
+    "pending_queue": {
+        "agent_id",
+        "agent_type",
+        "prompt_id",
+        "duration_ms",
+        "mcp_server",
+        "failure",
+    },
+    "observations": {"agent_id", "agent_type"},
+    "sessions": {"compact_summary", "context_at"},
+}
+
+
+@pytest.mark.parametrize("table", sorted(M006_COLUMNS))
+def test_m006_adds_what_claude_code_sends_beyond_a_tool_use(store: Store, table: str) -> None:
+    columns = {r[1] for r in store.conn.execute(f"PRAGMA table_info({table})")}
+    assert M006_COLUMNS[table] <= columns
+
+
+def test_m006_upgrades_a_file_made_before_it_and_keeps_its_rows(tmp_path: Path) -> None:
+    database = Database(connect(tmp_path / "old.db"), execute_plugins=False)
+    try:
+        migrations.apply(database, stop_before="m006_add_claude_code_fields")
+        database.execute(
+            "INSERT INTO sessions (id, project, project_dir) VALUES ('old', 'p', '/p')"
+        )
+        assert migrate(database)[0] == "m006_add_claude_code_fields"  # later steps follow
+        row = database.execute("SELECT id, compact_summary, context_at FROM sessions").fetchall()
+        assert row == [("old", None, None)]
+    finally:
+        database.conn.close()
+
+
+def test_a_tool_use_that_succeeded_has_no_failure(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO pending_queue (session_id, tool_name) VALUES ('s1', 'Bash')")
+    assert conn.execute("SELECT failure FROM pending_queue").fetchone() == (None,)

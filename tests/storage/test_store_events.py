@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
+from datasette_claude_mem.storage.errors import is_busy
 from datasette_claude_mem.storage.models import Session
 from datasette_claude_mem.storage.store import Store
 
@@ -52,28 +55,24 @@ def test_event_without_data_stores_an_empty_object(store: Store) -> None:
     assert store.query_events()[0].data == {}
 
 
-def test_log_event_on_a_closed_connection_reports_but_never_raises(
-    store: Store, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_log_event_on_a_closed_connection_raises(store: Store) -> None:
+    """A failure to store is the caller's to answer (the API says 503 or 500), not hidden."""
     store.close()
-    assert store.log_event("after-close", {"x": 1}) is None
-    assert "after-close" in capsys.readouterr().err
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.log_event("after-close", {"x": 1})
 
 
-def test_log_event_with_unserialisable_data_never_raises(
-    store: Store, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert store.log_event("odd", {"thing": object()}) is None
-    assert "odd" in capsys.readouterr().err
+def test_log_event_with_unserialisable_data_raises_and_stores_nothing(store: Store) -> None:
+    with pytest.raises(TypeError):
+        store.log_event("odd", {"thing": object()})
     assert store.query_events() == []
     assert not store.conn.in_transaction
-    assert store.log_event("fine") is not None
+    assert store.log_event("fine").event_type == "fine"
 
 
-def test_log_event_while_the_database_is_locked_never_raises(
-    store: Store, config, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Another writer holding the lock past the timeout costs the event, not the caller."""
+def test_log_event_while_the_database_is_locked_says_so(store: Store, config) -> None:
+    """Another writer holding the lock past the deadline: the caller hears the database is
+    busy (so the hook route answers 503 and the command hook spools)."""
     import datasette_claude_mem.storage.store as store_module
 
     blocker = Store(config.db_path)
@@ -82,13 +81,14 @@ def test_log_event_while_the_database_is_locked_never_raises(
     original = store_module.WRITE_RETRY_SECONDS
     store_module.WRITE_RETRY_SECONDS = 0.05
     try:
-        assert quick.log_event("blocked") is None
+        with pytest.raises(sqlite3.OperationalError) as raised:
+            quick.log_event("blocked")
+        assert is_busy(raised.value)
     finally:
         store_module.WRITE_RETRY_SECONDS = original
         blocker.conn.execute("ROLLBACK")
         blocker.close()
         quick.close()
-    assert "blocked" in capsys.readouterr().err
     assert store.query_events(event_type="blocked") == []
 
 
