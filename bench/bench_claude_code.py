@@ -263,6 +263,19 @@ def write_results(args, times, running, down, started_one, began, load_start) ->
         f"- SessionStart command hook with no server running, p50: {verdict} "
         f"({down_p50:.1f} ms vs <= {START_GOAL_MS['down']:.0f} ms; {what})"
     )
+    added = {
+        mode: statistics.median(
+            t - base for t, base in zip(times[mode], times["none"], strict=True)
+        )
+        for mode in ("http", "command")
+    }
+    lines += [
+        "",
+        f"Median wall time the hooks add to a session: http {added['http'] * 1000:.0f} ms, "
+        f"command {added['command'] * 1000:.0f} ms. The fake model answers at once, so the "
+        "scripted session is nearly all tool and hook time; with a real model's seconds per "
+        "turn the same added time is a far smaller ratio.",
+    ]
     lines += ["", "## Sessions (seconds)", ""]
     lines.append("| round | no hooks | http | command | http ratio | command ratio |")
     lines.append("|---|---|---|---|---|---|")
