@@ -463,6 +463,35 @@ def index_docs(root: Path, db_path: Path | None, project: str | None, globs: tup
         sys.exit(1)
 
 
+@claude_mem.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--url", default=DEFAULT_URL, show_default=True, help="Where the memory server answers"
+)
+@click.option(
+    "--command",
+    "use_command",
+    is_flag=True,
+    help="Command hooks that spool events while the server is down",
+)
+def plugin(directory: Path, url: str, use_command: bool) -> None:
+    """Write a Claude Code plugin with the memory's hooks, in a marketplace folder."""
+    from datasette_claude_mem.claude_code import plugin_files
+
+    try:
+        plugin_files.write_plugin(directory, url=url, command=use_command)
+    except plugin_files.PluginDirError as error:
+        raise click.ClickException(str(error)) from error
+    where = directory.resolve()
+    click.echo(f"Wrote the plugin {plugin_files.plugin_id()} in {where}")
+    click.echo(
+        "Install it in Claude Code:\n"
+        f"    claude plugin marketplace add {where}\n"
+        f"    claude plugin install {plugin_files.plugin_id()}\n"
+        "or, in a session: /plugin marketplace add, then /plugin install"
+    )
+
+
 @claude_mem.command(name="import-claude-mem")
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(

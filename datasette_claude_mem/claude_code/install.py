@@ -72,6 +72,17 @@ def our_hook(event: str, url: str, command: bool) -> dict[str, Any]:
     }
 
 
+def hook_groups(url: str = DEFAULT_URL, command: bool = False) -> dict[str, dict[str, Any]]:
+    """Our one hook group for each event: what settings.json and the plugin's hooks.json hold."""
+    groups = {}
+    for event in EVENTS:
+        group: dict[str, Any] = {"hooks": [our_hook(event, url, command)]}
+        if event in TOOL_EVENTS:
+            group = {"matcher": "*", **group}
+        groups[event] = group
+    return groups
+
+
 def _load(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -128,10 +139,7 @@ def install(path: Path, url: str = DEFAULT_URL, command: bool = False) -> bool:
     before = _load(path)
     after = _without_ours(before)
     hooks = dict(after.get("hooks") or {})
-    for event in EVENTS:
-        group: dict[str, Any] = {"hooks": [our_hook(event, url, command)]}
-        if event in TOOL_EVENTS:
-            group = {"matcher": "*", **group}
+    for event, group in hook_groups(url, command).items():
         hooks[event] = [*(hooks.get(event) or []), group]
     after["hooks"] = hooks
     return _save(path, before, after)
