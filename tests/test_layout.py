@@ -86,3 +86,12 @@ def test_no_import_cycle_between_the_package_modules() -> None:
 
 def test_the_names_module_is_a_leaf() -> None:
     assert import_graph()[f"{NAME}.names"] <= {f"{NAME}.templates"}
+
+
+def test_no_module_is_longer_than_one_reader_holds_in_mind() -> None:
+    lengths = {
+        module_name(path): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert len(lengths) > 20
+    assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
