@@ -146,10 +146,10 @@ async def test_another_projects_rows_are_never_returned(
 ) -> None:
     answer, _ = await call(ds, token, "get", ids=[memory.beta_obs, memory.beta_learning],
                            project=memory.alpha)  # fmt: skip
-    assert "secret" not in answer and "vault" not in answer
+    assert "Beta tokenizer secret" not in answer and "live in the vault" not in answer
     assert answer.count("Not found in project") == 2
     answer, error = await call(ds, token, "timeline", id=memory.beta_obs, project=memory.alpha)
-    assert error and "secret" not in answer
+    assert error and "Beta tokenizer secret" not in answer
     answer, error = await call(ds, token, "forget", id=memory.beta_obs, reason="x",
                                project=memory.alpha)  # fmt: skip
     assert error
