@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datasette_claude_mem.cli import create_token, ensure_secret  # noqa: E402
-from datasette_claude_mem.mcp import lookup  # noqa: E402
 from datasette_claude_mem.settings import Config  # noqa: E402
+from datasette_claude_mem.storage import recall as lookup  # noqa: E402
 from datasette_claude_mem.storage.models import new_id  # noqa: E402
 from datasette_claude_mem.storage.store import Store  # noqa: E402
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from benchlib import machine, percentile, versions
 
+from datasette_claude_mem.storage.documents import index_docs
+from datasette_claude_mem.storage.embeddings import backfill
 from datasette_claude_mem.storage.models import LearningCreate, ObservationCreate, SessionStart
 from datasette_claude_mem.storage.search import search
 from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.storage.vectors import SemanticSearch, SentenceTransformerEmbedder
-from datasette_claude_mem.worker.docs import index_docs
-from datasette_claude_mem.worker.embed import backfill
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "RESULTS-retrieval.md"

@@ -250,7 +250,7 @@ async def _embed_one_batch(datasette: Datasette) -> int:
     semantic = semantic_search(datasette)
     if semantic is None:
         return 0
-    from datasette_claude_mem.worker.embed import BATCH_SIZE, embed_rows, store_rows, waiting
+    from datasette_claude_mem.storage.embeddings import BATCH_SIZE, embed_rows, store_rows, waiting
 
     db = memory_database(datasette)
     assert db is not None
@@ -264,7 +264,7 @@ async def _embed_one_batch(datasette: Datasette) -> int:
 
 async def _refresh_documents(datasette: Datasette) -> int:
     """Index again the documents of projects whose sessions wrote markdown since."""
-    from datasette_claude_mem.worker.docs import index_docs, stale_projects
+    from datasette_claude_mem.storage.documents import index_docs, stale_projects
 
     db = memory_database(datasette)
     assert db is not None

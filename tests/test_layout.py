@@ -95,3 +95,21 @@ def test_no_module_is_longer_than_one_reader_holds_in_mind() -> None:
     }
     assert len(lengths) > 20
     assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
+
+
+def test_storage_depends_on_nothing_above_it() -> None:
+    """Every read and write of the memory is in storage/: it needs only the names, the
+    settings and the redaction it applies to what it stores, never the rooms that call it."""
+    allowed = (
+        f"{NAME}.storage",
+        f"{NAME}.names",
+        f"{NAME}.settings",
+        f"{NAME}.redaction",
+        f"{NAME}.templates",
+    )
+    outside = {
+        module: sorted(other for other in imported if not other.startswith(allowed))
+        for module, imported in import_graph().items()
+        if module.startswith(f"{NAME}.storage")
+    }
+    assert {module: others for module, others in outside.items() if others} == {}

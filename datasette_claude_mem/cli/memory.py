@@ -71,8 +71,8 @@ def embed(path: Path | None, everything: bool, batch_size: int) -> None:
     reason = missing_extra()
     if reason:
         raise click.ClickException(f"semantic search is not installed ({reason})")
+    from datasette_claude_mem.storage.embeddings import backfill
     from datasette_claude_mem.storage.vectors import SentenceTransformerEmbedder
-    from datasette_claude_mem.worker.embed import backfill
 
     path = path or default_config().db_path
     if not path.is_file():
@@ -97,7 +97,7 @@ def embed(path: Path | None, everything: bool, batch_size: int) -> None:
               "CLAUDE.md, README*, docs/**/*.md, .claude/**/*.md]")  # fmt: skip
 def index_docs(root: Path, db_path: Path | None, project: str | None, globs: tuple[str, ...]):
     """Index a project's markdown documents for search (unchanged files are skipped)."""
-    from datasette_claude_mem.worker import docs
+    from datasette_claude_mem.storage import documents as docs
 
     with Store(db_path or default_config().db_path) as store:
         run = docs.index_docs(store, root, project, tuple(globs) or docs.DEFAULT_GLOBS)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from datasette_claude_mem.claude_code.context import tokens
-from datasette_claude_mem.mcp.lookup import About, Hit, Record
+from datasette_claude_mem.storage.recall import About, Hit, Record
 
 # What one `get` answer may hold, whatever was asked for.
 MAX_RECORD_CHARS = 4_000

@@ -19,9 +19,10 @@ from pydantic import Field, ValidationError
 from datasette_claude_mem import plugin
 from datasette_claude_mem.api.errors import ApiError
 from datasette_claude_mem.api.routes import authorise
-from datasette_claude_mem.mcp import answers, lookup
+from datasette_claude_mem.mcp import answers
 from datasette_claude_mem.mcp.caller import SCOPE_KEY, Caller
 from datasette_claude_mem.names import WRITE_ACTION
+from datasette_claude_mem.storage import recall as lookup
 from datasette_claude_mem.storage.errors import NotFound, StoreError
 from datasette_claude_mem.storage.models import (
     LearningCategory,

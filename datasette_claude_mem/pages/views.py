@@ -32,9 +32,9 @@ from datasette_claude_mem.pages.formatting import (
     short_project,
 )
 from datasette_claude_mem.pages.links import Links
-from datasette_claude_mem.redaction.counts import read_redaction_counts
 from datasette_claude_mem.storage import overview
 from datasette_claude_mem.storage.queries import QUERIES
+from datasette_claude_mem.storage.redactions import read_redaction_counts
 from datasette_claude_mem.worker import in_server
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from datasette.cli import cli
 from helpers import db_rows
 
+from datasette_claude_mem.storage.documents import chunk_markdown, index_docs
 from datasette_claude_mem.storage.store import Store
-from datasette_claude_mem.worker.docs import chunk_markdown, index_docs
 
 GUIDE = """# Shop
 

@@ -24,12 +24,12 @@ if missing_extra() and not os.environ.get("CLAUDE_MEM_REQUIRE_EMBEDDINGS"):
         f"the embeddings extra is not installed: {missing_extra()}", allow_module_level=True
     )
 
+from datasette_claude_mem.storage.embeddings import backfill, embed_new  # noqa: E402
 from datasette_claude_mem.storage.vectors import (  # noqa: E402
     SemanticSearch,
     SentenceTransformerEmbedder,
     from_blob,
 )
-from datasette_claude_mem.worker.embed import backfill, embed_new  # noqa: E402
 
 PROJECT = "/src/shop"
 NOTES = {
