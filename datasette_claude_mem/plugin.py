@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from datasette.app import Datasette
     from datasette.database import Database as DatasetteDatabase
 
-ENV_EMBEDDINGS = "CLAUDE_MEM_EMBEDDINGS"
 T = TypeVar("T")
 
 
@@ -112,8 +110,7 @@ def semantic_search(datasette: Datasette) -> Any:
         from datasette_claude_mem.storage.search import missing_extra
 
         kept.semantic_checked = True
-        switched_off = os.environ.get(ENV_EMBEDDINGS, "1").lower() in ("0", "false", "off")
-        if not switched_off and missing_extra() is None:
+        if kept.config.embeddings and missing_extra() is None:
             from datasette_claude_mem.storage.vectors import SemanticSearch
 
             kept.semantic = SemanticSearch()

@@ -23,6 +23,7 @@ ENV_SYNCHRONOUS = "CLAUDE_MEM_SYNCHRONOUS"
 ENV_ALLOWED_HOSTS = "CLAUDE_MEM_ALLOWED_HOSTS"
 ENV_EXCLUDED = "CLAUDE_MEM_EXCLUDE_PROJECTS"
 ENV_WORKER = "CLAUDE_MEM_WORKER"
+ENV_EMBEDDINGS = "CLAUDE_MEM_EMBEDDINGS"
 ENV_RAW_OUTPUT_CAP = "CLAUDE_MEM_RAW_OUTPUT_CAP"
 OFF = ("0", "false", "off", "no")
 _BUDGET_PREFIX = "ctx_"
@@ -68,6 +69,8 @@ class Config:
     # is the one in base_dir.
     spool: Path | None = None
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    # Semantic search when the embeddings extra is installed; off keeps search keyword-only.
+    embeddings: bool = True
     # The MCP tools' project when the caller names neither a session nor a project.
     default_project: str | None = None
 
@@ -147,6 +150,10 @@ class Config:
         )
         values["redact_patterns"] = tuple(plugin.get("redact_patterns") or ())
         values["worker"] = _worker_settings(plugin.get("worker", True), env.get(ENV_WORKER))
+        if plugin.get("embeddings") is not None:
+            values["embeddings"] = bool(plugin["embeddings"])
+        if env.get(ENV_EMBEDDINGS, "").strip().lower() in OFF:
+            values["embeddings"] = False
         values.update(overrides)
         return cls(**values)
 

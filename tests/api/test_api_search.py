@@ -81,11 +81,19 @@ async def test_kinds_and_limit_narrow_the_answer(ds: Datasette, token: str, seed
 @pytest.mark.asyncio
 @pytest.mark.parametrize("switched_off", [True, False])
 async def test_semantic_mode_without_a_backend_says_so(
-    ds: Datasette, token: str, seeded: dict, switched_off: bool, monkeypatch
+    ds: Datasette,
+    make_ds,
+    memory_path: Path,
+    token: str,
+    seeded: dict,
+    switched_off: bool,
+    monkeypatch,
 ) -> None:
     """Switched off, or not installed, or with nothing embedded yet: keyword hits, and why."""
     if switched_off:
+        # Settings are read once, when a server starts: a server started with it off.
         monkeypatch.setenv("CLAUDE_MEM_EMBEDDINGS", "0")
+        ds = await make_ds(memory_path)
     body = (await search(ds, token, q="discount", mode="hybrid")).json()
     assert body["mode"] == "keyword" and body["requested_mode"] == "hybrid"
     assert "these are keyword hits" in body["notice"]
