@@ -6,6 +6,7 @@ every table (fill) with every row of a memory file (dump) to compare."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,14 @@ from datasette_claude_mem.names import PREFIX, SERVE_CONFIG
 from datasette_claude_mem.settings import Config
 
 PROCESSES = Path(__file__).parent / "processes"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
 
 MEMORY_TABLES = frozenset(
     {
@@ -144,8 +153,6 @@ class MemServer:
     """
 
     def __init__(self, base_dir: Path, log_path: Path, *, worker: bool = False) -> None:
-        import socket
-
         from datasette_claude_mem.cli import create_token, ensure_secret
 
         self.base_dir = base_dir
@@ -153,9 +160,7 @@ class MemServer:
         config = Config(base_dir=base_dir)
         config.ensure_dirs()
         self.token = create_token(ensure_secret(config))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_MEM_", "DATASETTE_"))
         }

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,19 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import db_rows
+from helpers import db_rows, free_port
 from payloads import Repo, load, make_repo, scripted_session
 
 from datasette_claude_mem.names import HOOK_SCRIPT
 
 SCRIPT = HOOK_SCRIPT
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_script(

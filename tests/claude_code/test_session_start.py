@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import db_rows
+from helpers import db_rows, free_port
 from payloads import Repo, load, make_repo
-from test_hook_script import free_port
 
 from datasette_claude_mem.claude_code import session_start
 from datasette_claude_mem.cli import create_token, ensure_secret
