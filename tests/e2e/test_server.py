@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from helpers import stop_process
+from helpers import free_port, stop_process
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -13,7 +13,6 @@ import base64
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import stop_process
+from helpers import free_port, stop_process
 from test_views import HOSTILE, seed_memory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,12 +39,6 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     )
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
 from selenium.webdriver.common.by import By  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Served:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import free_port
 
 DATASETTE = str(Path(sys.executable).parent / "datasette")
 FAST_WORKER = ["-s", "plugins.datasette-claude-mem.worker", '{"interval": 0.1}']
@@ -34,12 +34,6 @@ SOURCE = """def parse(text):
 def main(path):
     return parse(open(path).read())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
