@@ -17,38 +17,16 @@ import string
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from corpus import ALNUM, Secret, _b64url, _rand
 from datasette.app import Datasette
 from helpers import api_call
 from payloads import load
 
 from datasette_claude_mem.names import HOOK_SCRIPT
-
-ALNUM = string.ascii_letters + string.digits
-
-
-@dataclass
-class Secret:
-    kind: str
-    text: str  # as it appears in the input
-    needles: list[str]  # what must never be found in the memory's files
-
-
-def _rand(rng: random.Random, n: int, alphabet: str = ALNUM) -> str:
-    # At least one digit and one letter, as the real ones have, so no rule can take it for
-    # a word.
-    body = "".join(rng.choice(alphabet) for _ in range(n - 2))
-    digits = [c for c in alphabet if c.isdigit()] or [rng.choice(alphabet)]
-    letters = [c for c in alphabet if c.isalpha()] or [rng.choice(alphabet)]
-    return body + rng.choice(digits) + rng.choice(letters)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def make_secrets(seed: int) -> list[Secret]:
