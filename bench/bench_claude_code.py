@@ -36,7 +36,7 @@ from claude_cli import (  # noqa: E402
     claude_command,
     listening_pid,
 )
-from fake_anthropic import FakeAnthropic, Script, ToolCall  # noqa: E402
+from fake_anthropic import FakeAnthropic, Script, tool_session  # noqa: E402
 
 from datasette_claude_mem.names import HOOK_SCRIPT  # noqa: E402
 
@@ -49,38 +49,7 @@ REPO_FILES = {"calc.py": "def add(a, b):\n    return a + b\n", "README.md": "dem
 
 def session_scripts(repo: Path, tag: str) -> list[Script]:
     """A fresh copy of the scripted session (new tool_use ids each time)."""
-    sub = f"SUB-{tag}"
-    return [
-        Script(sub, [ToolCall("Bash", {"command": "ls", "description": "List"})], "Sub."),
-        Script(
-            f"MAIN-{tag}",
-            [
-                ToolCall("Read", {"file_path": str(repo / "calc.py")}),
-                ToolCall(
-                    "Edit",
-                    {
-                        "file_path": str(repo / "calc.py"),
-                        "old_string": "return a + b",
-                        "new_string": "return b + a",
-                    },
-                ),
-                ToolCall("Write", {"file_path": str(repo / "notes.txt"), "content": "n\n"}),
-                ToolCall("Bash", {"command": "git status --short", "description": "Status"}),
-                ToolCall("Bash", {"command": "cat no_such_file.txt", "description": "Fails"}),
-                ToolCall("Grep", {"pattern": "def add", "path": str(repo)}),
-                ToolCall("Glob", {"pattern": "*.py"}),
-                ToolCall(
-                    "Agent",
-                    {
-                        "description": "List",
-                        "prompt": f"{sub}: list the files",
-                        "subagent_type": "general-purpose",
-                    },
-                ),
-            ],
-            "Done.",
-        ),
-    ]
+    return tool_session(repo, f"MAIN-{tag}", f"SUB-{tag}", "Done.")
 
 
 def reset_repo(repo: Path) -> None:

@@ -15,6 +15,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 SIDE_TEXT = "ok"
@@ -276,3 +277,43 @@ def stream_events(message: dict[str, Any]):
         },
     )
     yield "message_stop", {"type": "message_stop"}
+
+
+def tool_session(
+    repo: Path, main: str, sub: str, answer: str, *, extra: list[ToolCall] = ()
+) -> list[Script]:
+    """The scripted session the end-to-end tests and the benchmark play: it makes Claude
+    Code really Read, Edit, Write, run Bash (the second command fails), Grep, Glob, any
+    extra tools, and start a subagent (turn `sub`) that runs Bash."""
+    return [
+        Script(sub, [ToolCall("Bash", {"command": "ls", "description": "List"})], "Sub."),
+        Script(
+            main,
+            [
+                ToolCall("Read", {"file_path": str(repo / "calc.py")}),
+                ToolCall(
+                    "Edit",
+                    {
+                        "file_path": str(repo / "calc.py"),
+                        "old_string": "return a + b",
+                        "new_string": "return b + a",
+                    },
+                ),
+                ToolCall("Write", {"file_path": str(repo / "notes.txt"), "content": "notes\n"}),
+                ToolCall("Bash", {"command": "git status --short", "description": "Status"}),
+                ToolCall("Bash", {"command": "cat no_such_file.txt", "description": "Fails"}),
+                ToolCall("Grep", {"pattern": "def add", "path": str(repo)}),
+                ToolCall("Glob", {"pattern": "*.py"}),
+                *extra,
+                ToolCall(
+                    "Agent",
+                    {
+                        "description": "List the files",
+                        "prompt": f"{sub}: list the files",
+                        "subagent_type": "general-purpose",
+                    },
+                ),
+            ],
+            answer,
+        ),
+    ]

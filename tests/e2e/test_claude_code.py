@@ -18,7 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 from claude_cli import ClaudeWorld, Session, listening_pid, require_claude
-from fake_anthropic import COMPACT_SUMMARY, FakeAnthropic, Script, ToolCall, request_text
+from fake_anthropic import (
+    COMPACT_SUMMARY,
+    FakeAnthropic,
+    Script,
+    ToolCall,
+    request_text,
+    tool_session,
+)
 from helpers import MemServer, db_rows
 
 MODES = ["http", "command"]
@@ -31,37 +38,12 @@ REPO_FILES = {
 
 
 def work_scripts(repo: Path) -> list[Script]:
-    """A session that uses every kind of tool, and the subagent it starts."""
+    """A session that uses every kind of tool and an MCP tool, its subagent, and a second
+    session with nothing to do."""
+    mcp = [ToolCall("mcp__pricing__lookup_price", {"sku": "apple"})]
     return [
-        Script("SUBTASK-7f3", [ToolCall("Bash", {"command": "ls", "description": "List"})], "Sub."),
-        Script(
-            "FIRST-2c9",
-            [
-                ToolCall("Read", {"file_path": str(repo / "calc.py")}),
-                ToolCall(
-                    "Edit",
-                    {
-                        "file_path": str(repo / "calc.py"),
-                        "old_string": "return a + b",
-                        "new_string": "return b + a",
-                    },
-                ),
-                ToolCall("Write", {"file_path": str(repo / "notes.txt"), "content": "notes\n"}),
-                ToolCall("Bash", {"command": "git status --short", "description": "Status"}),
-                ToolCall("Bash", {"command": "cat no_such_file.txt", "description": "Fails"}),
-                ToolCall("Grep", {"pattern": "def add", "path": str(repo)}),
-                ToolCall("Glob", {"pattern": "*.py"}),
-                ToolCall("mcp__pricing__lookup_price", {"sku": "apple"}),
-                ToolCall(
-                    "Agent",
-                    {
-                        "description": "List the files",
-                        "prompt": "SUBTASK-7f3: list the files",
-                        "subagent_type": "general-purpose",
-                    },
-                ),
-            ],
-            "Changed calc.py and wrote notes.txt.",
+        *tool_session(
+            repo, "FIRST-2c9", "SUBTASK-7f3", "Changed calc.py and wrote notes.txt.", extra=mcp
         ),
         Script("SECOND-5d1", [], "Nothing to do."),
     ]
