@@ -192,9 +192,7 @@ async def startup(datasette: Datasette) -> None:
         config = state(datasette).config
         await write(
             datasette,
-            lambda store: ingest_spool(
-                store, spooled, config=config, excluded_projects=config.excluded_projects
-            ),
+            lambda store: ingest_spool(store, spooled, config=config),
         )
         datasette.add_background_task(
             lambda ds: take_in_spool(ds, spooled), name="claude-mem-spool"
@@ -224,9 +222,7 @@ async def take_in_spool(datasette: Datasette, path: Path, interval: float = 2.0)
         try:
             await write(
                 datasette,
-                lambda store: ingest_spool(
-                    store, path, config=config, excluded_projects=config.excluded_projects
-                ),
+                lambda store: ingest_spool(store, path, config=config),
             )
         except Exception as error:  # noqa: BLE001 - try again at the next turn
             print(f"claude-mem spool: {type(error).__name__}: {error}", file=sys.stderr)

@@ -185,9 +185,7 @@ async def hook(call: Call) -> Response:
     # The event as Claude Code sent it (validation checked its common fields): copying a
     # large tool response through the model would only cost time.
     payload = call.raw
-    result = await call.write(
-        lambda s: handle_hook(s, payload, config=config, excluded_projects=config.excluded_projects)
-    )
+    result = await call.write(lambda s: handle_hook(s, payload, config=config))
     return json_response(result.output)
 
 

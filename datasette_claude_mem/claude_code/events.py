@@ -151,7 +151,6 @@ def handle_hook(
     payload: dict[str, Any],
     *,
     config: Config | None = None,
-    excluded_projects: Iterable[str] = (),
     event_id: str | None = None,
     with_context: bool = True,
     redacted_before: dict[str, int] | None = None,
@@ -161,12 +160,13 @@ def handle_hook(
     ``redacted_before``: what the command hook took from a spooled event before spooling it,
     counted with what is taken here."""
     started = time.perf_counter()
+    config = config or Config()
     payload = storable(payload)
     event = str(payload.get("hook_event_name") or "unknown")
     session_id = payload.get("session_id")
     session_id = str(session_id) if session_id else None
     cwd = str(payload.get("cwd") or "")
-    excluded = list(excluded_projects)
+    excluded = config.excluded_projects
     # Finding the project of a directory looks at the file system: only when it is needed,
     # to check the exclusions or to start a session.
     project = _project(cwd) if cwd and excluded else None
@@ -206,7 +206,7 @@ def handle_hook(
             # From the fields redacted above: redacted whole, then cut to the cap, so a key
             # begun in the head and ended in the part dropped is still found.
             item = store.enqueue(
-                tool_use({**payload, **data}, session_id, (config or Config()).raw_output_cap),
+                tool_use({**payload, **data}, session_id, config.raw_output_cap),
                 redacted=True,
             ).row
             # The event row says what happened; the payload lives in the queue.

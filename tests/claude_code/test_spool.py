@@ -169,7 +169,8 @@ def test_excluded_projects_in_the_spool_are_not_remembered(
     store: Store, config: Config, project: Path
 ) -> None:
     write_spool(config.spool_path, scripted_session("private", project, tools=3))
-    ingest_spool(store, config.spool_path, excluded_projects=[str(project)])
+    excluding = Config(base_dir=config.base_dir, excluded_projects=(str(project),))
+    ingest_spool(store, config.spool_path, config=excluding)
     assert counts(store) == (0, 0, 0, 0)
 
 
