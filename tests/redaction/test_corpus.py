@@ -416,6 +416,9 @@ def test_a_real_server_its_worker_and_the_spool_keep_no_secret(
     for payload in claude_code_events("over-http", str(project_dir), text):
         assert mem_server.hook(payload).status_code == 200
 
+    # Stopped only once its worker is idle: a batch it held would stay leased (5 min) and
+    # outlast the wait for the restarted server's worker below.
+    _wait_for_the_worker(mem_server.db_path)
     mem_server.stop()  # the command hook spools what it cannot send: redacted
     spooled = claude_code_events("spooled", str(project_dir), text)
     for payload in spooled:

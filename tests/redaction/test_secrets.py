@@ -371,6 +371,9 @@ def test_a_real_server_its_worker_and_its_spool_keep_no_secret(
     body = {"category": "gotcha", "content": text, "project": str(project_dir)}
     assert mem_server.request("POST", "/-/claude-mem/learnings", json=body).status_code == 201
 
+    # Stopped only once its worker is idle: a batch it held would stay leased (5 min) and
+    # outlast the wait for the restarted server's worker below.
+    _wait_for_the_worker(mem_server.db_path)
     mem_server.stop()  # the command hook spools what it cannot send
     for payload in _hook_events("spooled", str(project_dir), text):
         _run_hook_script(mem_server, payload)
