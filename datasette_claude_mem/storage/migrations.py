@@ -529,3 +529,20 @@ def m007_rebuild_search_index(db: Database) -> None:
     for table, weights in SEARCH_INDEXES.items():
         create_search_index(db, table, weights)
         index_triggers(db, table, list(weights))
+
+
+@migrations(name="m010_add_learning_updated_trigger")
+def m010_add_learning_updated_trigger(db: Database) -> None:
+    """A learning's updated_at follows every edit of what it says, including edits made in
+    Datasette's row editor or with the sqlite-utils CLI, which do not set it. An update that
+    sets updated_at itself is left as it is, which also ends the trigger's own update."""
+    edited = " OR ".join(
+        f"NEW.{column} IS NOT OLD.{column}"
+        for column in ("project", "category", "content", "confidence", "is_active")
+    )
+    db.execute(
+        f"""CREATE TRIGGER learnings_updated_at AFTER UPDATE ON learnings
+        WHEN NEW.updated_at IS OLD.updated_at AND ({edited}) BEGIN
+            UPDATE learnings SET updated_at = {NOW_DEFAULT} WHERE rowid = NEW.rowid;
+        END"""
+    )

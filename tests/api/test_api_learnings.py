@@ -195,3 +195,43 @@ async def test_learning_routes_405(ds: Datasette, token: str):
         response = await api_call(ds, method, "/learnings/abc", token=token)
         assert_error(response, 405, method)
         assert response.headers["allow"] == "DELETE, PATCH"
+
+
+OLD = "2001-01-01T00:00:00.000Z"
+
+
+@pytest.mark.asyncio
+async def test_an_edit_in_datasettes_row_editor_moves_updated_at(
+    ds: Datasette, token: str, session_id: str
+) -> None:
+    """Datasette's row editor sets only the columns edited: updated_at follows by itself."""
+    created = await api_call(
+        ds,
+        "POST",
+        "/learnings",
+        {
+            "category": "gotcha",
+            "content": "the cache needs a warm-up",
+            "source_session_id": session_id,
+        },
+        token=token,
+    )
+    assert created.status_code == 201, created.text
+    learning_id = created.json()["row"]["id"]
+    # An update that sets updated_at itself keeps the value it sets.
+    await ds.get_database("claude-mem").execute_write(
+        "UPDATE learnings SET updated_at = :old WHERE id = :id", {"old": OLD, "id": learning_id}
+    )
+    ds.root_enabled = True
+    root = await ds.create_token("root")
+    edited = await ds.client.post(
+        f"/claude-mem/learnings/{learning_id}/-/update",
+        json={"update": {"content": "the cache needs two warm-ups"}},
+        headers={"Authorization": f"Bearer {root}"},
+    )
+    assert edited.status_code == 200, edited.text
+    rows = await query_rows(
+        ds, "SELECT content, updated_at FROM learnings WHERE id = :id", {"id": learning_id}
+    )
+    assert rows[0]["content"] == "the cache needs two warm-ups"
+    assert rows[0]["updated_at"] > OLD

@@ -63,6 +63,7 @@ TRIGGERS = {
     "pending_queue_project",
     "function_map_project",
     "call_graph_project",
+    "learnings_updated_at",
 }
 
 
