@@ -15,6 +15,8 @@ from datasette.utils.asgi import Response
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# What a browser says of a request made by this server's own pages or typed by the user.
+OWN_FETCH_SITES = {"same-origin", "none"}
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
@@ -43,6 +45,19 @@ async def _refuse(send: Callable, status: int, message: str) -> None:
     await Response.error(message, status).asgi_send(send)
 
 
+def _cookie_write_of_unknown_origin(headers: dict[str, str]) -> bool:
+    """A cookie rides along on any form a page elsewhere submits, and old browsers send no
+    Origin with it: without a same-origin mark or a JSON body (which a form cannot send
+    across sites without a preflight), the cookie cannot be taken as the user's intent.
+    A Bearer token is never sent by a browser on its own, so such requests pass."""
+    if "cookie" not in headers or headers.get("authorization", "").lower().startswith("bearer "):
+        return False
+    if headers.get("origin") is not None or headers.get("sec-fetch-site") in OWN_FETCH_SITES:
+        return False
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type != "application/json"
+
+
 def guard(app: ASGIApp, allowed_hosts: Callable[[], Iterable[str]]) -> ASGIApp:
     """Wrap an ASGI app with the Host and Origin checks."""
 
@@ -67,6 +82,15 @@ def guard(app: ASGIApp, allowed_hosts: Callable[[], Iterable[str]]) -> ASGIApp:
                 origin is not None and urlsplit(origin).netloc.lower() != (host or "").lower()
             ):
                 await _refuse(send, 403, "Cross-site requests are not accepted")
+                return
+            if _cookie_write_of_unknown_origin(headers):
+                await _refuse(
+                    send,
+                    403,
+                    "A write signed in by cookie must come from this server's own pages "
+                    "(an Origin or Sec-Fetch-Site header) or send JSON; "
+                    "scripts should use a Bearer token",
+                )
                 return
         await app(scope, receive, send)
 

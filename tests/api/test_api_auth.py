@@ -598,3 +598,38 @@ async def test_deeply_nested_json_is_not_a_500(ds: Datasette, token: str, sessio
             assert response.status_code == 201, response.text
         else:
             assert_error(response, 400, "nested", case=depth)
+
+
+@pytest.mark.asyncio
+async def test_cookie_write_needs_its_origin_or_a_json_body(ds: Datasette, tmp_path: Path):
+    """A text/plain form from another page carries the cookie but no Origin in old browsers."""
+    body = json.dumps(session_body(tmp_path))
+    refused = await ds.client.post(
+        f"{API}/sessions",
+        content=body,
+        actor={"id": "root"},
+        headers={"Content-Type": "text/plain"},
+    )
+    assert_error(refused, 403, "cookie")
+    assert await query_rows(ds, "SELECT count(*) AS n FROM sessions") == [{"n": 0}]
+    for headers in (
+        {"Content-Type": "application/json"},
+        {"Content-Type": "text/plain", "Sec-Fetch-Site": "same-origin"},
+        {"Content-Type": "text/plain", "Origin": "http://localhost"},
+    ):
+        response = await ds.client.post(
+            f"{API}/sessions", content=body, actor={"id": "root"}, headers=headers
+        )
+        assert response.status_code in (200, 201), (headers, response.text)
+
+
+@pytest.mark.asyncio
+async def test_bearer_write_without_origin_or_json_type_still_passes(
+    ds: Datasette, token: str, tmp_path: Path
+):
+    response = await ds.client.post(
+        f"{API}/sessions",
+        content=json.dumps(session_body(tmp_path)),
+        headers={"Content-Type": "text/plain", **bearer(token)},
+    )
+    assert response.status_code == 201, response.text

@@ -396,7 +396,11 @@ async def test_unknown_session_is_404(mem: Datasette) -> None:
 
 @pytest.mark.asyncio
 async def test_pages_answer_only_get(mem: Datasette) -> None:
-    response = await mem.client.post("/-/claude-mem/sessions/sess-alpha-1", cookies=as_root(mem))
+    response = await mem.client.post(
+        "/-/claude-mem/sessions/sess-alpha-1",
+        cookies=as_root(mem),
+        headers={"Sec-Fetch-Site": "same-origin"},  # as the browser sends it from the page
+    )
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"
 
