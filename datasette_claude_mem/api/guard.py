@@ -45,17 +45,30 @@ async def _refuse(send: Callable, status: int, message: str) -> None:
     await Response.error(message, status).asgi_send(send)
 
 
-def _cookie_write_of_unknown_origin(headers: dict[str, str]) -> bool:
-    """A cookie rides along on any form a page elsewhere submits, and old browsers send no
-    Origin with it: without a same-origin mark or a JSON body (which a form cannot send
-    across sites without a preflight), the cookie cannot be taken as the user's intent.
-    A Bearer token is never sent by a browser on its own, so such requests pass."""
+def _write_refusal(headers: dict[str, str]) -> str | None:
+    """Why a write must be refused as one a browser was tricked into sending, or None.
+
+    A page on another origin is refused by what the browser says of it. A cookie also rides
+    along on a form that a page elsewhere submits, and older browsers send no Origin with it:
+    such a write needs a same-origin mark or a JSON body (which no form can send across
+    sites without a preflight). A browser never adds a Bearer token on its own.
+    """
+    origin = headers.get("origin")
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site == "cross-site" or (
+        origin is not None and urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
+    ):
+        return "Cross-site requests are not accepted"
     if "cookie" not in headers or headers.get("authorization", "").lower().startswith("bearer "):
-        return False
-    if headers.get("origin") is not None or headers.get("sec-fetch-site") in OWN_FETCH_SITES:
-        return False
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    return content_type != "application/json"
+        return None
+    if origin is not None or fetch_site in OWN_FETCH_SITES:
+        return None
+    if headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        return None
+    return (
+        "A write signed in by cookie must come from this server's own pages "
+        "(an Origin or Sec-Fetch-Site header) or send JSON; scripts should use a Bearer token"
+    )
 
 
 def guard(app: ASGIApp, allowed_hosts: Callable[[], Iterable[str]]) -> ASGIApp:
@@ -77,20 +90,9 @@ def guard(app: ASGIApp, allowed_hosts: Callable[[], Iterable[str]]) -> ASGIApp:
             )
             return
         if scope.get("method", "GET").upper() not in SAFE_METHODS:
-            origin = headers.get("origin")
-            if headers.get("sec-fetch-site") == "cross-site" or (
-                origin is not None and urlsplit(origin).netloc.lower() != (host or "").lower()
-            ):
-                await _refuse(send, 403, "Cross-site requests are not accepted")
-                return
-            if _cookie_write_of_unknown_origin(headers):
-                await _refuse(
-                    send,
-                    403,
-                    "A write signed in by cookie must come from this server's own pages "
-                    "(an Origin or Sec-Fetch-Site header) or send JSON; "
-                    "scripts should use a Bearer token",
-                )
+            refusal = _write_refusal(headers)
+            if refusal is not None:
+                await _refuse(send, 403, refusal)
                 return
         await app(scope, receive, send)
 
