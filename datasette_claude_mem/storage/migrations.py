@@ -535,7 +535,8 @@ def m007_rebuild_search_index(db: Database) -> None:
 def m010_add_learning_updated_trigger(db: Database) -> None:
     """A learning's updated_at follows every edit of what it says, including edits made in
     Datasette's row editor or with the sqlite-utils CLI, which do not set it. An update that
-    sets updated_at itself is left as it is, which also ends the trigger's own update."""
+    sets updated_at itself is left as it is; the trigger's own update changes none of the
+    watched columns, so it does not fire again (recursive_triggers is on)."""
     edited = " OR ".join(
         f"NEW.{column} IS NOT OLD.{column}"
         for column in ("project", "category", "content", "confidence", "is_active")

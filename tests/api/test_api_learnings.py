@@ -222,6 +222,10 @@ async def test_an_edit_in_datasettes_row_editor_moves_updated_at(
     await ds.get_database("claude-mem").execute_write(
         "UPDATE learnings SET updated_at = :old WHERE id = :id", {"old": OLD, "id": learning_id}
     )
+    kept = await query_rows(
+        ds, "SELECT updated_at FROM learnings WHERE id = :id", {"id": learning_id}
+    )
+    assert kept == [{"updated_at": OLD}]
     ds.root_enabled = True
     root = await ds.create_token("root")
     edited = await ds.client.post(

@@ -433,3 +433,27 @@ def test_m006_upgrades_a_file_made_before_it_and_keeps_its_rows(tmp_path: Path) 
 def test_a_tool_use_that_succeeded_has_no_failure(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO pending_queue (session_id, tool_name) VALUES ('s1', 'Bash')")
     assert conn.execute("SELECT failure FROM pending_queue").fetchone() == (None,)
+
+
+def test_an_edit_by_the_sqlite_utils_cli_moves_a_learnings_updated_at(store: Store, config) -> None:
+    old = "2001-01-01T00:00:00.000Z"
+    store.conn.execute(
+        "INSERT INTO learnings (id, category, content, created_at, updated_at) "
+        "VALUES ('l1', 'gotcha', 'warm the cache', ?, ?)",
+        [old, old],
+    )
+    result = subprocess.run(
+        [
+            str(SQLITE_UTILS),
+            "query",
+            str(config.db_path),
+            "UPDATE learnings SET confidence = 0.9 WHERE id = 'l1'",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    row = store.conn.execute("SELECT confidence, updated_at FROM learnings").fetchone()
+    assert row[0] == 0.9
+    assert row[1] > old and re.match(TS_RE, row[1])
