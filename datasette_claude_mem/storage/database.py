@@ -59,15 +59,21 @@ def connect(
 
 
 def begin_immediate(conn: sqlite3.Connection, deadline: float) -> None:
-    """Take the write lock, trying again until the deadline if another writer holds it.
+    """Take the write lock, trying again until the deadline if another writer holds it."""
+    execute_until(conn, "BEGIN IMMEDIATE", deadline)
+
+
+def execute_until(conn: sqlite3.Connection, sql: str, deadline: float) -> None:
+    """Run a statement that needs a lock, trying again until the deadline while it is busy.
 
     SQLite's busy handler already waits up to busy_timeout per attempt, but it lets some
-    waiters starve under many writers; this bounded loop turns that into a slow success.
+    waiters starve under many writers, and a switch of journal mode does not wait for it at
+    all; this bounded loop turns both into a slow success.
     """
     delay = 0.001
     while True:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(sql).fetchall()
             return
         except sqlite3.OperationalError as error:
             if not is_busy(error) or time.monotonic() > deadline:
@@ -128,7 +134,9 @@ def migrate(db: Database) -> list[str]:
         raise
     # WAL cannot be switched on inside a transaction (the step that asks for it is a no-op
     # there), and a file that failed to migrate should be left as it was: so it comes last.
-    db.execute("PRAGMA journal_mode=WAL")
+    # Several processes migrating one new file at once each ask for it, and the switch
+    # answers "locked" at once while another connection reads.
+    execute_until(db.conn, "PRAGMA journal_mode=WAL", time.monotonic() + WRITE_RETRY_SECONDS)
     return names
 
 
