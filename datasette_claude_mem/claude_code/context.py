@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from datasette_claude_mem.claude_code.tokens import tokens
 from datasette_claude_mem.settings import Config
 
 if TYPE_CHECKING:
@@ -30,12 +31,6 @@ SECTIONS = (
     ("call_graph", "Callers of changed functions"),
     ("observations", "Recent observations"),
 )
-
-
-def tokens(text: str) -> int:
-    """Rough token count (characters / 4, rounded up): cheap, and good enough for budgets
-    and stats; the context's budgets and the compressors' counts both use it."""
-    return (len(text) + 3) // 4
 
 
 @dataclass

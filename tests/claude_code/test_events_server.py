@@ -18,6 +18,7 @@ from payloads import (
     session_events,
 )
 
+from datasette_claude_mem.claude_code.tokens import tokens
 from datasette_claude_mem.settings import Config
 
 BUDGET = Config().context_budget
@@ -39,7 +40,7 @@ def session_rows(server, session_id: str) -> tuple[list[dict], list[dict], dict 
 
 
 def tokens_of(text: str) -> int:
-    return (len(text) + 3) // 4
+    return tokens(text)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import time
 
 import llm
 
+from datasette_claude_mem.claude_code.tokens import tokens as estimate_tokens
+
 PLUGIN_NAME = "claude-mem-test-models"
 # Every prompt a model in this process was asked, in order.
 PROMPTS: list[str] = []
@@ -35,7 +37,9 @@ def answer_for(prompt: str, model_id: str) -> dict:
 
 
 def tokens(text: str) -> int:
-    return (len(text) + 3) // 4
+    """The usage the models report: the memory's own estimate, so that a reported and an
+    estimated count of the same text agree in the tests."""
+    return estimate_tokens(text)
 
 
 class ScriptedModel(llm.Model):

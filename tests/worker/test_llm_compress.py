@@ -117,7 +117,7 @@ def test_registered_model_compresses_through_the_worker(store: Store, session) -
     assert obs.files_touched == ["/nowhere/io_utils.py"]
     stored = store.get_queue_item(item.id)
     assert obs.tokens_raw == estimate_tokens(json.dumps(stored.tool_input) + stored.raw_output)
-    assert obs.tokens_compressed == (len(obs.title + obs.summary + obs.detail) + 3) // 4
+    assert obs.tokens_compressed == estimate_tokens(obs.title + obs.summary + obs.detail)
 
     [event] = store.query_events(EVENT)
     assert event.session_id == session.id and event.project == session.project
@@ -144,7 +144,7 @@ def test_fenced_answer_and_missing_usage(store: Store, session) -> None:
     item = store.claim(1, worker="w")[0]
     second = compress_once(nousage, store, item)
     assert second.compressor == "llm" and second.model == "cm-test-nousage"
-    # No usage from the model: characters / 4 of what went in and came out.
+    # No usage from the model: the estimate of what went in and came out.
     event = store.query_events(EVENT)[0]
     prompt = models.PROMPTS[-1]
     assert event.data["usage_reported"] is False
