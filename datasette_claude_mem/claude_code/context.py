@@ -1,8 +1,18 @@
-"""The memory context a new session starts with: short, deterministic Markdown.
+"""The memory context a new session starts with: short, deterministic Markdown for an agent.
 
-Each section has a token budget (tokens counted as characters / 4) and gives up whole lines
-when it is full; a section with nothing to say is left out. The whole answer also stays
-under Claude Code's 10,000-byte limit for SessionStart context.
+Sections come in the order of their worth to the next session: the last sessions' summaries
+and the learnings (whole, as long as they fit), then the changes to code (per file, the
+functions changed) and what failed, then the rest of the work; files that were only read,
+searched or listed are folded into one "Also looked at" line, and the callers of changed
+functions come last. Within a section an item marked stale (its code has changed since)
+comes after the current ones. Every item carries its id and type, for the MCP `get`; paths
+are relative to the project's root.
+
+Each section has a token budget (settings `ctx_<key>`); what a section leaves unused goes to
+the next, and the whole, the closing tools line included, stays within the budgets' sum
+(2,000 tokens by default, counted by claude_code/tokens.py) and under Claude Code's
+10,000-byte limit. A section gives up whole lines when it is full, and one with nothing to
+say is left out.
 
 With ``since`` (a resumed session, whose conversation already holds the context it got then)
 only what was added after that moment is told, and nothing when nothing was.
@@ -11,13 +21,13 @@ only what was added after that moment is told, and nothing when nothing was.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from datasette_claude_mem.claude_code.tokens import tokens
 from datasette_claude_mem.settings import Config
 
 if TYPE_CHECKING:
-    from datasette_claude_mem.storage.models import FunctionMapEntry
+    from datasette_claude_mem.storage.models import FunctionMapEntry, Observation
     from datasette_claude_mem.storage.store import Store
 
 MAX_BYTES = 9_500
@@ -27,10 +37,18 @@ MAX_BYTES = 9_500
 SECTIONS = (
     ("session_index", "Recent sessions"),
     ("learnings", "Learnings"),
-    ("function_map", "Recently changed functions"),
+    ("function_map", "Changes to code"),
+    ("observations", "Failures and other work"),
     ("call_graph", "Callers of changed functions"),
-    ("observations", "Recent observations"),
 )
+
+EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
+LOOK_TOOLS = frozenset({"Read", "Grep", "Glob", "LS"})
+# Shell commands that only look: folded with the reads, never listed as work.
+LOOK_COMMANDS = ("ls", "cat", "head", "tail", "find", "grep", "rg", "tree", "pwd", "wc")
+# The longest a summary or learning may be: whole otherwise, as the issue asks.
+WHOLE = 1_500
+CHANGE_ORDER = ("modified", "new", "deleted")
 
 
 @dataclass
@@ -75,8 +93,77 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+class _Paths:
+    """Paths as the agent uses them: relative to the project's root (or, for a session
+    started elsewhere, to its directory), in file lists and in free text alike."""
+
+    def __init__(self, project: str, dirs: list[str]) -> None:
+        roots = [project] + sorted(
+            {d for d in dirs if d and not d.startswith(project.rstrip("/") + "/")},
+            key=len,
+            reverse=True,
+        )
+        self.prefixes = [r.rstrip("/") + "/" for r in roots if r.startswith("/")]
+        self.roots = {r.rstrip("/") for r in roots}
+
+    def file(self, path: str) -> str:
+        for prefix in self.prefixes:
+            if path.startswith(prefix):
+                return path[len(prefix) :]
+        return "." if path.rstrip("/") in self.roots else path
+
+    def text(self, text: str) -> str:
+        for prefix in self.prefixes:
+            text = text.replace(prefix, "")
+        for root in self.roots:
+            if root.startswith("/"):
+                text = text.replace(root, ".")
+        return text
+
+
+def stale(item: Any) -> bool:
+    """Whether a row is marked stale (its code changed after it); rows without the mark
+    are current."""
+    return bool(getattr(item, "stale", False) or getattr(item, "stale_at", None))
+
+
+def _stale_last(items: list[Any]) -> list[Any]:
+    return sorted(items, key=stale)  # stable: each group keeps its order
+
+
+def _mark(item: Any) -> str:
+    return " (stale: its code has changed since)" if stale(item) else ""
+
+
+def kind(o: Observation) -> str:
+    """An observation's type: its own when it has one, else what its tool says."""
+    own = getattr(o, "type", None)
+    if own:
+        return str(own)
+    text = f"{o.title} {o.summary}"
+    if " failed" in text or "Outcome: tests failed" in text or o.title.startswith("Failed"):
+        return "failure"
+    if o.tool_name in EDIT_TOOLS:
+        return "change"
+    if _looks(o):
+        return "discovery"
+    if "pytest" in o.title or "tests:" in o.summary:
+        return "test"
+    return "change"
+
+
+def _looks(o: Observation) -> bool:
+    """A read, search or listing: it changed nothing."""
+    if o.tool_name in LOOK_TOOLS:
+        return True
+    if o.tool_name != "Bash" or not o.title.startswith("Run: "):
+        return False
+    command = o.title.removeprefix("Run: ").split()
+    return bool(command) and command[0] in LOOK_COMMANDS
+
+
 def _fit(title: str, lines: list[str], budget_tokens: int) -> str | None:
-    """The heading and as many whole lines as fit in the budget."""
+    """The heading and as many whole lines as fit in the budget, in order."""
     if not lines:
         return None
     chosen = [f"## {title}"]
@@ -91,43 +178,86 @@ def _day(value: object) -> str:
     return str(value)[:16].replace("T", " ")
 
 
-def _sessions(store: Store, project: str, exclude: str | None, since: str | None) -> list[str]:
+def _sessions(store: Store, found: list[Any], exclude: str | None, paths: _Paths) -> list[str]:
     lines = []
-    for s in store.list_sessions(project=project, limit=15, since=since):
-        if s.id == exclude:
-            continue
+    for s in _stale_last([s for s in found if s.id != exclude]):
         what = s.summary or store.first_prompt(s.id) or "no summary"
         lines.append(
-            f"- {_day(s.started_at.isoformat())} · {s.status} · "
-            f"{s.observation_count} obs · `{s.id}`: {_clip(what, 140)}"
+            f"- `{s.id}` [session] {_day(s.started_at.isoformat())} · {s.status} · "
+            f"{s.observation_count} obs: {_clip(paths.text(what), WHOLE)}{_mark(s)}"
         )
     return lines
 
 
-def _functions(changed: list[FunctionMapEntry]) -> list[str]:
+def _learnings(store: Store, project: str, since: str | None, paths: _Paths) -> list[str]:
+    found = store.active_learnings(project, limit=30, since=since)
     return [
-        f"- {f.change_type}: `{f.file_path}` `{f.qualified_name}`"
-        + (f" — {_clip(f.signature, 80)}" if f.signature else "")
-        for f in changed
+        f"- `{item.id}` [learning: {item.category}, {item.confidence:.2f}] "
+        f"{_clip(paths.text(item.content), WHOLE)}{_mark(item)}"
+        for item in _stale_last(found)
     ]
 
 
-def _learnings(store: Store, project: str, since: str | None) -> list[str]:
-    return [
-        f"- [{item.category}, {item.confidence:.2f}] {_clip(item.content, 200)}"
-        for item in store.active_learnings(project, limit=30, since=since)
-    ]
+def _latest(changed: list[FunctionMapEntry]) -> dict[str, dict[str, FunctionMapEntry]]:
+    """Each file's changed functions, as last recorded (newest file first)."""
+    files: dict[str, dict[str, FunctionMapEntry]] = {}
+    for f in changed:
+        files.setdefault(f.file_path, {}).setdefault(f.qualified_name, f)
+    return files
 
 
-def _observations(
-    store: Store, project: str, since: str | None, current_session: str | None
+def _changes(
+    changed: dict[str, dict[str, FunctionMapEntry]], edits: list[Observation], paths: _Paths
 ) -> list[str]:
-    # A resumed session already knows what it did itself.
-    other = current_session if since is not None else None
-    return [
-        f"- {_day(o.created_at.isoformat())} {_clip(o.title, 80)}: {_clip(o.summary, 160)}"
-        for o in store.recent_observations(project, limit=30, since=since, other_than_session=other)
+    """One line per file: the functions changed, and the edit that did it (its id)."""
+    by_file: dict[str, list[Observation]] = {}
+    for o in edits:
+        for path in o.files_touched[:3] or [""]:
+            by_file.setdefault(paths.file(path), []).append(o)
+    lines = []
+    for file in dict.fromkeys([*changed, *by_file]):
+        if not file:
+            continue
+        functions = changed.get(file, {})
+        parts = []
+        for change in CHANGE_ORDER:
+            names = [f"`{n}`" for n, f in functions.items() if f.change_type == change]
+            if names:
+                parts.append(f"{change} {', '.join(names[:12])}")
+        line = f"- `{file}`: " + ("; ".join(parts) or "edited")
+        made = by_file.get(file, [])
+        if made:
+            last = made[0]
+            line += f" — `{last.id}` [{kind(last)}] {_clip(paths.text(last.summary), 200)}"
+            if len(made) > 1:
+                line += " (also " + ", ".join(f"`{o.id}`" for o in made[1:4]) + ")"
+        stale_item = next((f for f in functions.values() if stale(f)), None) or (
+            made[0] if made else None
+        )
+        lines.append(
+            (
+                stale(stale_item) if stale_item is not None else False,
+                line + (_mark(stale_item) if stale_item is not None else ""),
+            )
+        )
+    return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
+
+
+def _work(others: list[Observation], looked: list[Observation], paths: _Paths, shown) -> list:
+    """Failures first, then the rest of the work, newest first; then what was only read."""
+    ordered = sorted(others, key=lambda o: (stale(o), kind(o) != "failure"))
+    lines = [
+        f"- `{o.id}` [{kind(o)}] {_clip(paths.text(o.title), 100)}: "
+        f"{_clip(paths.text(o.summary), 240)}{_mark(o)}"
+        for o in ordered
     ]
+    files = []
+    for o in looked:
+        files += [paths.file(p) for p in o.files_touched]
+    files = [f for f in dict.fromkeys(files) if f not in shown]
+    if files:
+        lines.append("- Also looked at: " + ", ".join(f"`{f}`" for f in files[:20]))
+    return lines
 
 
 def _call_graph(store: Store, project: str, changed: list[FunctionMapEntry]) -> list[str]:
@@ -154,29 +284,54 @@ def build_context(
 ) -> Context:
     """The context of a project; with ``since``, only what is newer than that moment."""
     budget = (config or Config()).context_budget
-    # One scan of the function map serves both its section and the call graph's.
-    changed = store.changed_functions(project, limit=40, since=since)
+    sessions = store.list_sessions(project=project, limit=15, since=since)
+    paths = _Paths(project, [s.project_dir for s in sessions])
+    # One scan of the function map serves the changes and the call graph.
+    changed = store.changed_functions(project, limit=80, since=since)
+    latest = _latest(changed)
+    # A resumed session already knows what it did itself.
+    other = current_session if since is not None else None
+    observations = store.recent_observations(
+        project, limit=60, since=since, other_than_session=other
+    )
+    edits = [o for o in observations if o.tool_name in EDIT_TOOLS and kind(o) != "failure"]
+    looked = [o for o in observations if _looks(o) and kind(o) != "failure"]
+    others = [o for o in observations if o not in edits and o not in looked]
+    changes = _changes(latest, edits, paths)
+    shown = {line.split("`", 2)[1] for line in changes}
     lines = {
-        "session_index": _sessions(store, project, current_session, since),
-        "learnings": _learnings(store, project, since),
-        "function_map": _functions(changed),
+        "session_index": _sessions(store, sessions, current_session, paths),
+        "learnings": _learnings(store, project, since, paths),
+        "function_map": changes,
+        "observations": _work(others, looked, paths, shown),
         "call_graph": _call_graph(store, project, changed),
-        "observations": _observations(store, project, since, current_session),
     }
-    parts = []
-    counts = {}
-    for key, title in SECTIONS:
-        text = _fit(title, lines[key], budget[key])
-        if text:
-            parts.append(text)
-            counts[key] = tokens(text)
-    if not parts:
-        return Context(project=project, markdown="", sections={})
-    header = f"# Memory of {_clip(project, 200)}"
+    header = f"# Memory of {_name(project)}"
     if since is not None:
         header += f" (new since {_day(since)} UTC)"
+    # The tools line closes the context within the same total.
+    room = sum(budget.values()) - tokens(header) - tokens(tools_line(project, current_session))
+    parts = []
+    counts = {}
+    carry = 0
+    for key, title in SECTIONS:
+        allowance = max(0, min(budget[key] + carry, room))
+        text = _fit(title, lines[key], allowance)
+        used = tokens(text) if text else 0
+        carry, room = allowance - used, room - used
+        if text:
+            parts.append(text)
+            counts[key] = used
+    if not parts:
+        return Context(project=project, markdown="", sections={})
     markdown = _cap_bytes("\n\n".join([header, *parts]), MAX_BYTES)
     return Context(project=project, markdown=markdown, sections=counts)
+
+
+def _name(project: str) -> str:
+    """The project as a heading names it: its folder's name, not the machine's path."""
+    name = project.rstrip("/").rsplit("/", 1)[-1] or project
+    return _clip(name, 200)
 
 
 def _cap_bytes(markdown: str, limit: int) -> str:

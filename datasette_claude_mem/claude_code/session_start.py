@@ -145,7 +145,7 @@ def context_from_file(payload: dict[str, Any], db_path: Path) -> dict[str, Any]:
     return {
         "hookSpecificOutput": {
             "hookEventName": "SessionStart",
-            "additionalContext": context.markdown,
+            "additionalContext": context.with_tools_line(session_id),
         }
     }
 
