@@ -17,7 +17,8 @@ from processes.common import PROCESSES, ROOT, UUID7
 from sqlite_utils import Database
 
 from datasette_claude_mem.storage.database import connect, migrate
-from datasette_claude_mem.storage.migrations import migrations
+from datasette_claude_mem.storage.kinds import ObservationType
+from datasette_claude_mem.storage.migrations import OBSERVATION_TYPES, migrations
 from datasette_claude_mem.storage.models import new_id
 from datasette_claude_mem.storage.store import Store
 
@@ -49,6 +50,7 @@ OTHER_INDEXES = {
     "idx_cg_caller_name",
     "idx_cg_callee_name",
     "idx_obs_agent",
+    "idx_obs_type",
 }
 TRIGGERS = {
     "observations_ai",
@@ -197,6 +199,8 @@ BAD_ROWS = [
     ("learnings", {"category": "gotcha", "content": "c"}, "content", "   "),
     ("learnings", {"category": "gotcha", "content": "c"}, "content", None),
     ("learnings", {"category": "gotcha", "content": "c"}, "is_active", 2),
+    ("observations", {"session_id": "s1", "tool_name": "Edit", "title": "t", "summary": "s",
+                      "type": "bugfix"}, "type", "chore"),
     ("event_log", {"event_type": "e"}, "data", "[1, 2]"),
     ("event_log", {"event_type": "e"}, "data", "{bad"),
     ("event_log", {"event_type": "e"}, "event_type", None),
@@ -457,3 +461,34 @@ def test_an_edit_by_the_sqlite_utils_cli_moves_a_learnings_updated_at(store: Sto
     row = store.conn.execute("SELECT confidence, updated_at FROM learnings").fetchone()
     assert row[0] == 0.9
     assert row[1] > old and re.match(TS_RE, row[1])
+
+
+def test_m012_allows_the_observation_types_the_models_know() -> None:
+    """The migration spells the types out (it imports nothing); both lists must agree."""
+    assert tuple(ObservationType) == OBSERVATION_TYPES
+
+
+def test_m012_types_the_observations_made_before_it_by_their_tool(tmp_path: Path) -> None:
+    database = Database(connect(tmp_path / "old.db"), execute_plugins=False)
+    try:
+        migrations.apply(database, stop_before="m012_add_observation_types")
+        database.execute(
+            "INSERT INTO sessions (id, project, project_dir) VALUES ('old', 'p', '/p')"
+        )
+        for n, tool in enumerate(("Read", "Edit", "TodoWrite", "Bash")):
+            database.execute(
+                "INSERT INTO observations (id, session_id, tool_name, title, summary) "
+                "VALUES (?, 'old', ?, 't', 's')",
+                [f"o{n}", tool],
+            )
+        assert migrate(database)[-1] == "m012_add_observation_types"
+        rows = database.execute("SELECT tool_name, type FROM observations ORDER BY id").fetchall()
+        # A command says nothing of its purpose by its tool alone: it stays unknown.
+        assert rows == [
+            ("Read", "discovery"),
+            ("Edit", "change"),
+            ("TodoWrite", "decision"),
+            ("Bash", None),
+        ]
+    finally:
+        database.conn.close()
