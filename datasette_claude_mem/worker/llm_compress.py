@@ -26,6 +26,7 @@ from string import Template
 from typing import TYPE_CHECKING, Any
 
 from datasette_claude_mem.settings import Config
+from datasette_claude_mem.storage.kinds import ObservationType
 from datasette_claude_mem.storage.models import QueueItem
 from datasette_claude_mem.worker.compress import (
     DETAIL_MAX,
@@ -62,14 +63,15 @@ MAX_RAW_CHARS = 20_000  # of the tool's output shown to the model: head and tail
 MAX_INPUT_CHARS = 4_000  # of the tool's input (an Edit's strings, a Write's content)
 _NAMES_MAX = 100
 
-# A string.Template: $tool_name, $files, $tool_input, $output_note and $tool_output are
-# filled in; braces need no escaping, and an unknown $word is left as it is.
+# A string.Template: $request, $tool_name, $files, $tool_input, $output_note, $tool_output and
+# $types are filled in; braces need no escaping, and an unknown $word is left as it is.
 DEFAULT_PROMPT = """\
 You compress one tool call made by an AI coding agent into a short memory record that a \
 later session will read instead of the full output. Keep what matters: what was done, to \
 which files, the outcome (errors, test results, exit status) and which functions or classes \
 changed. Leave out bulk such as file contents and long logs.
 
+The person asked: $request
 Tool: $tool_name
 Files: $files
 Input:
@@ -81,8 +83,24 @@ $tool_output
 Answer with one JSON object and nothing else:
 {"title": "one line, at most 100 characters", "summary": "two or three sentences", \
 "detail": "key facts, error messages or names worth keeping, or null", \
-"functions_changed": ["qualified names of functions or classes changed, if any"]}
+"functions_changed": ["qualified names of functions or classes changed, if any"], \
+"type": "what the call was for, one of: $types"}
+A test run is "test" whether it passed or failed; "failure" is any other call that failed; \
+reading or listing is "discovery".
 """
+
+_TYPES = frozenset(ObservationType)
+
+
+def _offline(item: QueueItem) -> Compressed:
+    return compress(
+        item.tool_name,
+        item.tool_input or {},
+        item.raw_output or "",
+        failure=item.failure,
+        prompt=item.prompt,
+    )
+
 
 _FENCE_RE = re.compile(r"```[a-zA-Z]*[ \t]*\n?(.*?)```", re.DOTALL)
 
@@ -220,7 +238,10 @@ class LLMCompressor:
             note += "; it was cut short before it reached the queue"
         if item.failure:
             note += f"; the tool use failed ({item.failure}): this is its error, not its output"
+        request, _ = head_and_tail(item.prompt or "(not known)", 600)
         return self.prompt_template.safe_substitute(
+            request=request,
+            types=", ".join(ObservationType),
             tool_name=item.tool_name,
             files=", ".join(item.files_touched) or "(none)",
             tool_input=tool_input,
@@ -291,9 +312,7 @@ class LLMCompressor:
 
     def fallback(self, item: QueueItem, reason: str) -> LLMCompressed:
         """The default, offline compression, marked as made without the model and why."""
-        done = compress(
-            item.tool_name, item.tool_input or {}, item.raw_output or "", failure=item.failure
-        )
+        done = _offline(item)
         note = f"[compressed offline, not by {self.model_id}: {reason}]"
         detail = f"{done.detail}\n{note}" if done.detail else note
         return LLMCompressed(
@@ -304,6 +323,7 @@ class LLMCompressor:
             functions_changed=done.functions_changed,
             tokens_raw=done.tokens_raw,
             tokens_compressed=estimate_tokens(done.title + done.summary + detail),
+            type=done.type,
             compressor="default",
             model=None,
             fallback_reason=reason,
@@ -371,8 +391,11 @@ class LLMCompressor:
         title = _one_line(answer.get("title"), TITLE_MAX)
         summary = _capped(answer.get("summary"), SUMMARY_MAX)
         detail = _capped(answer.get("detail"), DETAIL_MAX) or None
-        if not title:
-            title = compress(item.tool_name, item.tool_input or {}, item.raw_output or "").title
+        kind = answer.get("type")
+        kind = kind.strip().lower() if isinstance(kind, str) else None
+        offline = _offline(item) if not title or kind not in _TYPES else None
+        if not title and offline is not None:
+            title = offline.title
         files = list(item.files_touched) or files_from_tool_input(
             item.tool_name, item.tool_input or {}
         )
@@ -384,6 +407,8 @@ class LLMCompressor:
             functions_changed=_names(answer.get("functions_changed")),
             tokens_raw=self._tokens_raw(item),
             tokens_compressed=estimate_tokens(title + summary + (detail or "")),
+            # The model's type when it gave one of ours, else the offline one.
+            type=kind if kind in _TYPES else offline.type if offline is not None else None,
             compressor="llm",
             model=self.model_id,
         )

@@ -140,7 +140,11 @@ class DefaultCompressor:
 
     def __call__(self, item: QueueItem) -> Compressed:
         return compress(
-            item.tool_name, item.tool_input or {}, item.raw_output or "", failure=item.failure
+            item.tool_name,
+            item.tool_input or {},
+            item.raw_output or "",
+            failure=item.failure,
+            prompt=item.prompt,
         )
 
 
@@ -368,6 +372,7 @@ class Worker:
                     detail=result.detail,
                     files_touched=result.files_touched or item.files_touched,
                     functions_changed=result.functions_changed,
+                    type=result.type,
                     tokens_raw=result.tokens_raw,
                     tokens_compressed=result.tokens_compressed,
                 )
