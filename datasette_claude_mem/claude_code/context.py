@@ -20,6 +20,7 @@ only what was added after that moment is told, and nothing when nothing was.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,18 @@ class _Paths:
                 return path[len(prefix) :]
         return "." if path.rstrip("/") in self.roots else path
 
+    # Which rows are stale: set by build_context from the function map.
+    stale_ids: frozenset[str] = frozenset()
+
+    def stale(self, item: Any) -> bool:
+        return getattr(item, "id", None) in self.stale_ids
+
+    def stale_last(self, items: list[Any]) -> list[Any]:
+        return sorted(items, key=self.stale)  # stable: each group keeps its order
+
+    def mark(self, item: Any) -> str:
+        return " (stale: its code has changed since)" if self.stale(item) else ""
+
     def text(self, text: str) -> str:
         for prefix in self.prefixes:
             text = text.replace(prefix, "")
@@ -119,20 +132,6 @@ class _Paths:
             if root.startswith("/"):
                 text = text.replace(root, ".")
         return text
-
-
-def stale(item: Any) -> bool:
-    """Whether a row is marked stale (its code changed after it); rows without the mark
-    are current."""
-    return bool(getattr(item, "stale", False) or getattr(item, "stale_at", None))
-
-
-def _stale_last(items: list[Any]) -> list[Any]:
-    return sorted(items, key=stale)  # stable: each group keeps its order
-
-
-def _mark(item: Any) -> str:
-    return " (stale: its code has changed since)" if stale(item) else ""
 
 
 def kind(o: Observation) -> str:
@@ -180,11 +179,11 @@ def _day(value: object) -> str:
 
 def _sessions(store: Store, found: list[Any], exclude: str | None, paths: _Paths) -> list[str]:
     lines = []
-    for s in _stale_last([s for s in found if s.id != exclude]):
+    for s in paths.stale_last([s for s in found if s.id != exclude]):
         what = s.summary or store.first_prompt(s.id) or "no summary"
         lines.append(
             f"- `{s.id}` [session] {_day(s.started_at.isoformat())} · {s.status} · "
-            f"{s.observation_count} obs: {_clip(paths.text(what), WHOLE)}{_mark(s)}"
+            f"{s.observation_count} obs: {_clip(paths.text(what), WHOLE)}{paths.mark(s)}"
         )
     return lines
 
@@ -193,8 +192,8 @@ def _learnings(store: Store, project: str, since: str | None, paths: _Paths) -> 
     found = store.active_learnings(project, limit=30, since=since)
     return [
         f"- `{item.id}` [learning: {item.category}, {item.confidence:.2f}] "
-        f"{_clip(paths.text(item.content), WHOLE)}{_mark(item)}"
-        for item in _stale_last(found)
+        f"{_clip(paths.text(item.content), WHOLE)}{paths.mark(item)}"
+        for item in paths.stale_last(found)
     ]
 
 
@@ -231,24 +230,17 @@ def _changes(
             line += f" — `{last.id}` [{kind(last)}] {_clip(paths.text(last.summary), 200)}"
             if len(made) > 1:
                 line += " (also " + ", ".join(f"`{o.id}`" for o in made[1:4]) + ")"
-        stale_item = next((f for f in functions.values() if stale(f)), None) or (
-            made[0] if made else None
-        )
-        lines.append(
-            (
-                stale(stale_item) if stale_item is not None else False,
-                line + (_mark(stale_item) if stale_item is not None else ""),
-            )
-        )
+        current = not made or not paths.stale(made[0])
+        lines.append((not current, line + ("" if current else paths.mark(made[0]))))
     return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
 
 
 def _work(others: list[Observation], looked: list[Observation], paths: _Paths, shown) -> list:
     """Failures first, then the rest of the work, newest first; then what was only read."""
-    ordered = sorted(others, key=lambda o: (stale(o), kind(o) != "failure"))
+    ordered = sorted(others, key=lambda o: (paths.stale(o), kind(o) != "failure"))
     lines = [
         f"- `{o.id}` [{kind(o)}] {_clip(paths.text(o.title), 100)}: "
-        f"{_clip(paths.text(o.summary), 240)}{_mark(o)}"
+        f"{_clip(paths.text(o.summary), 240)}{paths.mark(o)}"
         for o in ordered
     ]
     files = []
@@ -258,6 +250,41 @@ def _work(others: list[Observation], looked: list[Observation], paths: _Paths, s
     if files:
         lines.append("- Also looked at: " + ", ".join(f"`{f}`" for f in files[:20]))
     return lines
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _stale_ids(
+    store: Store,
+    project: str,
+    changed: list[FunctionMapEntry],
+    observations: list[Observation],
+    learnings: list[Any],
+) -> frozenset[str]:
+    """Observations and learnings about a function whose code changed after them (a later
+    body, or the function deleted): a learning names its functions (or mentions them), an
+    observation lists the ones it changed, and its own session's changes do not count."""
+    last: dict[str, tuple[str, str]] = {}  # function, short name too -> (when, session)
+    for f in changed:
+        when = (f.changed_at or f.updated_at).isoformat()
+        for name in {f.qualified_name, f.qualified_name.rsplit(".", 1)[-1]}:
+            if name not in last or last[name][0] < when:
+                last[name] = (when, f.session_id)
+    found = set()
+    for item in learnings:
+        named = list(getattr(item, "functions", None) or [])
+        named += [w for w in _IDENTIFIER.findall(item.content) if w in last]
+        at = item.updated_at.isoformat()
+        if any(n in last and last[n][0] > at for n in named):
+            found.add(item.id)
+    for o in observations:
+        at = o.created_at.isoformat()
+        for name in o.functions_changed:
+            when, session = last.get(name, ("", ""))
+            if when > at and session != o.session_id:
+                found.add(o.id)
+    return frozenset(found)
 
 
 def _call_graph(store: Store, project: str, changed: list[FunctionMapEntry]) -> list[str]:
@@ -297,6 +324,9 @@ def build_context(
     edits = [o for o in observations if o.tool_name in EDIT_TOOLS and kind(o) != "failure"]
     looked = [o for o in observations if _looks(o) and kind(o) != "failure"]
     others = [o for o in observations if o not in edits and o not in looked]
+    paths.stale_ids = _stale_ids(
+        store, project, changed, observations, store.active_learnings(project, limit=30)
+    )
     changes = _changes(latest, edits, paths)
     shown = {line.split("`", 2)[1] for line in changes}
     lines = {
