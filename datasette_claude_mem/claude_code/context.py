@@ -321,7 +321,12 @@ def build_context(
     observations = store.recent_observations(
         project, limit=60, since=since, other_than_session=other
     )
-    edits = [o for o in observations if o.tool_name in EDIT_TOOLS and kind(o) != "failure"]
+    # An edit is told with the file it changed; one that names no file is other work.
+    edits = [
+        o
+        for o in observations
+        if o.tool_name in EDIT_TOOLS and o.files_touched and kind(o) != "failure"
+    ]
     looked = [o for o in observations if _looks(o) and kind(o) != "failure"]
     others = [o for o in observations if o not in edits and o not in looked]
     paths.stale_ids = _stale_ids(
