@@ -15,6 +15,7 @@ bench/bench_context.py reports the same figures in bench/RESULTS-context.md.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import subprocess
 import sys
@@ -312,7 +313,7 @@ STORIES = [
                 "Why does the app crash on start?",
                 [
                     read("settings.py"),
-                    bash(f'{sys.executable} -c "import settings; settings.load_settings()"'),
+                    bash('python -c "import settings; settings.load_settings()"'),
                     learn("load_settings needs APP_ENV set: without it the app fails at start."),
                 ],
                 "The crash is load_settings reading APP_ENV, which was not set; recorded it.",
@@ -488,8 +489,13 @@ class Player:
             await self.tool(sid, use, "Write", {"file_path": path, "content": step.new},
                             response)  # fmt: skip
         else:
-            done = subprocess.run(step.command, shell=True, cwd=self.repo, capture_output=True,
-                                  text=True, timeout=120)  # fmt: skip
+            # The agent types `python`; the story runs it with this interpreter, which has
+            # pytest, and without the caller's environment variables that matter here.
+            run = re.sub(r"^python ", f"{sys.executable} ", step.command)
+            env = {k: v for k, v in os.environ.items() if k != "APP_ENV"}
+            env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # this project's plugins are not theirs
+            done = subprocess.run(run, shell=True, cwd=self.repo, capture_output=True,
+                                  text=True, timeout=120, env=env)  # fmt: skip
             command = {"command": step.command, "description": "Run it"}
             if done.returncode:
                 error = f"Exit code {done.returncode}\n{done.stdout}{done.stderr}"
@@ -527,7 +533,7 @@ def judge(story: Story, context: str, repo: Path) -> Outcome:
             if re.search(rf"`{re.escape(name)}`", changes):
                 noise.append(f"read-only function listed as changed: {name}")
     for line in context.split("\n"):
-        if str(repo) in line or str(repo.parent) in line:
+        if str(repo.parent) in line or sys.prefix in line or sys.base_prefix in line:
             noise.append(f"absolute path: {line[:80]}")
         for fact in story.stale:
             if fact in line and "stale" not in line:

@@ -235,18 +235,57 @@ def _changes(
     return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
 
 
+def failed(o: Observation) -> bool:
+    """A failure, or a test run that failed (typed `test` by what it was for)."""
+    return (
+        kind(o) == "failure"
+        or o.title.startswith(("Bash failed", "Failed"))
+        or ("Outcome: tests failed" in o.summary)
+    )
+
+
+# Runs of =, _ or - that test runners draw as rules: no word in them.
+_RULES = re.compile(r"\s*[=_-]{4,}\s*")
+
+
+def _tidy(text: str) -> str:
+    return _RULES.sub(" ", text)
+
+
+def _command(o: Observation) -> str:
+    return o.title.split(": ", 1)[-1] if o.tool_name == "Bash" else ""
+
+
+def _passed_later(observations: list[Observation]) -> set[str]:
+    """Failed commands that the same command, run again later, got through: fixed since."""
+    fixed, seen_ok = set(), set()
+    for o in observations:  # newest first
+        command = _command(o)
+        if not command:
+            continue
+        if not failed(o):
+            seen_ok.add(command)
+        elif command in seen_ok:
+            fixed.add(o.id)
+    return fixed
+
+
 def _work(others: list[Observation], looked: list[Observation], paths: _Paths, shown) -> list:
     """Failures first, then the rest of the work, newest first; then what was only read."""
-    ordered = sorted(others, key=lambda o: (paths.stale(o), kind(o) != "failure"))
-    lines = [
-        f"- `{o.id}` [{kind(o)}] {_clip(paths.text(o.title), 100)}: "
-        f"{_clip(paths.text(o.summary), 240)}{paths.mark(o)}"
-        for o in ordered
-    ]
+    passed_later = _passed_later(others)
+    ordered = sorted(others, key=lambda o: (paths.stale(o), not failed(o) or o.id in passed_later))
+    lines = []
+    for o in ordered:
+        label = kind(o) + (", failed" if failed(o) and kind(o) != "failure" else "")
+        label += ", passed later" if o.id in passed_later else ""
+        lines.append(
+            f"- `{o.id}` [{label}] {_clip(paths.text(o.title), 100)}: "
+            f"{_clip(_tidy(paths.text(o.summary)), 240)}{paths.mark(o)}"
+        )
     files = []
     for o in looked:
         files += [paths.file(p) for p in o.files_touched]
-    files = [f for f in dict.fromkeys(files) if f not in shown]
+    files = [f for f in dict.fromkeys(files) if f not in shown and f != "."]
     if files:
         lines.append("- Also looked at: " + ", ".join(f"`{f}`" for f in files[:20]))
     return lines
@@ -256,8 +295,6 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
 def _stale_ids(
-    store: Store,
-    project: str,
     changed: list[FunctionMapEntry],
     observations: list[Observation],
     learnings: list[Any],
@@ -329,9 +366,7 @@ def build_context(
     ]
     looked = [o for o in observations if _looks(o) and kind(o) != "failure"]
     others = [o for o in observations if o not in edits and o not in looked]
-    paths.stale_ids = _stale_ids(
-        store, project, changed, observations, store.active_learnings(project, limit=30)
-    )
+    paths.stale_ids = _stale_ids(changed, observations, store.active_learnings(project, limit=30))
     changes = _changes(latest, edits, paths)
     shown = {line.split("`", 2)[1] for line in changes}
     lines = {
