@@ -245,11 +245,11 @@ def failed(o: Observation) -> bool:
 
 
 # Runs of =, _ or - that test runners draw as rules: no word in them.
-_RULES = re.compile(r"\s*[=_-]{4,}\s*")
+_RULES = re.compile(r"[=_-]{4,}")  # no \s* around it: that would backtrack on long blanks
 
 
 def _tidy(text: str) -> str:
-    return _RULES.sub(" ", text)
+    return _RULES.sub("", text)
 
 
 def _command(o: Observation) -> str:
