@@ -10,9 +10,9 @@ are relative to the project's root.
 
 Each section has a token budget (settings `ctx_<key>`); what a section leaves unused goes to
 the next, and the whole, the closing tools line included, stays within the budgets' sum
-(2,000 tokens by default, counted by claude_code/tokens.py) and under Claude Code's
-10,000-byte limit. A section gives up whole lines when it is full, and one with nothing to
-say is left out.
+(2,000 tokens by default) less the estimate's headroom (claude_code/tokens.py), and under
+Claude Code's 10,000-byte limit. A section gives up whole lines when it is full, and one
+with nothing to say is left out.
 
 With ``since`` (a resumed session, whose conversation already holds the context it got then)
 only what was added after that moment is told, and nothing when nothing was.
@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from datasette_claude_mem.claude_code.tokens import tokens
+from datasette_claude_mem.claude_code.tokens import HEADROOM, tokens
 from datasette_claude_mem.settings import Config
 
 if TYPE_CHECKING:
@@ -379,8 +379,10 @@ def build_context(
     header = f"# Memory of {_name(project)}"
     if since is not None:
         header += f" (new since {_day(since)} UTC)"
-    # The tools line closes the context within the same total.
-    room = sum(budget.values()) - tokens(header) - tokens(tools_line(project, current_session))
+    # The tools line closes the context within the same total, and the estimate's error is
+    # kept back so that Claude's own count stays within it too.
+    room = int(sum(budget.values()) / (1 + HEADROOM))
+    room -= tokens(header) + tokens(tools_line(project, current_session))
     parts = []
     counts = {}
     carry = 0

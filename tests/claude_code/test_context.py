@@ -11,6 +11,7 @@ from datasette.app import Datasette
 from helpers import CONTEXT_SECTIONS, api_call, assert_error
 
 from datasette_claude_mem.claude_code.context import SECTIONS, Context, build_context, tokens
+from datasette_claude_mem.claude_code.tokens import real_tokenizer
 from datasette_claude_mem.settings import Config
 from datasette_claude_mem.storage.models import (
     EdgeInput,
@@ -292,3 +293,20 @@ async def test_the_context_route_answers_the_same_context(
 
     assert_error(await api_call(ds, "GET", "/context", token=token), 400, "project")
     assert (await api_call(ds, "GET", f"/context?project={project_dir}")).status_code in (401, 403)
+
+
+@pytest.mark.parametrize("text", ["", "def handle(request, limit=3):\n    return rows[:limit]"])
+def test_a_full_context_with_its_tools_line_is_within_2000_real_tokens(
+    store: Store, project_dir: Path, text: str
+) -> None:
+    """The hard budget, counted by Claude's tokenizer (the tokenizer extra), not only by
+    the estimate the budgets use."""
+    tokenizer = real_tokenizer()
+    if tokenizer is None:
+        pytest.skip("the tokenizer extra is not installed")
+    project = fill(store, project_dir, "t", text=text)
+    context = build_context(store, project, current_session="next-session-id")
+    whole = context.with_tools_line("next-session-id")
+    assert tokens(whole) <= sum(BUDGET.values())
+    assert len(tokenizer.encode(whole).ids) <= sum(BUDGET.values())
+    assert len(whole.encode("utf-8")) < CLAUDE_LIMIT
