@@ -300,10 +300,13 @@ def _stale_ids(
     learnings: list[Any],
 ) -> frozenset[str]:
     """Observations and learnings about a function whose code changed after them (a later
-    body, or the function deleted): a learning names its functions (or mentions them), an
-    observation lists the ones it changed, and its own session's changes do not count."""
+    body, or the function deleted; not one added): a learning names its functions (or
+    mentions them), an observation lists the ones it changed; its own session's changes do
+    not count."""
     last: dict[str, tuple[str, str]] = {}  # function, short name too -> (when, session)
     for f in changed:
+        if f.change_type not in ("modified", "deleted"):
+            continue  # code added after a memory does not make it wrong
         when = (f.changed_at or f.updated_at).isoformat()
         for name in {f.qualified_name, f.qualified_name.rsplit(".", 1)[-1]}:
             if name not in last or last[name][0] < when:

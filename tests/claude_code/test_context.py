@@ -310,3 +310,78 @@ def test_a_full_context_with_its_tools_line_is_within_2000_real_tokens(
     assert tokens(whole) <= sum(BUDGET.values())
     assert len(tokenizer.encode(whole).ids) <= sum(BUDGET.values())
     assert len(whole.encode("utf-8")) < CLAUDE_LIMIT
+
+
+# Shaped for an agent
+
+
+def test_items_carry_ids_and_types_and_paths_are_relative(store: Store, project_dir: Path) -> None:
+    session = new_session(store, project_dir, "work", summary="Fixed the parser")
+    root = str(project_dir)
+    edit = store.create_observation(
+        ObservationCreate(session_id="work", tool_name="Edit", title=f"Edit {root}/src/p.py",
+                          summary=f"Edited {root}/src/p.py: in parse",
+                          files_touched=[f"{root}/src/p.py"], functions_changed=["parse"])
+    ).row  # fmt: skip
+    read = store.create_observation(
+        ObservationCreate(session_id="work", tool_name="Read", title=f"Read {root}/README.md",
+                          summary="Read 10 lines", files_touched=[f"{root}/README.md"])
+    ).row  # fmt: skip
+    run = store.create_observation(
+        ObservationCreate(session_id="work", tool_name="Bash", title="Run: make check",
+                          summary="Outcome: ok")
+    ).row  # fmt: skip
+    functions(store, "work", "src/p.py", ["parse"])
+    learned = learn(store, session.project, "parse() must keep comments", 0.8)
+
+    markdown = build_context(store, session.project, current_session="next").markdown
+    assert root not in markdown
+    assert "- `work` [session] " in markdown
+    assert f"- `{learned}` [learning: gotcha, 0.80] parse() must keep comments" in markdown
+    [change] = lines_of(markdown, "function_map")
+    assert change.startswith("- `src/p.py`: new `parse` — ")
+    assert f"`{edit.id}` [change] Edited src/p.py: in parse" in change
+    work = lines_of(markdown, "observations")
+    assert work[0].startswith(f"- `{run.id}` [") and "Run: make check" in work[0]
+    assert work[-1] == "- Also looked at: `README.md`"  # a read is folded, not listed
+    assert read.id not in markdown
+
+
+def test_a_failed_run_comes_first_until_the_same_command_passes(
+    store: Store, project_dir: Path
+) -> None:
+    session = new_session(store, project_dir, "tests")
+    ids = {}
+    for name, title, summary, moment in (
+        ("old-fail", "Bash failed: pytest -q", "Failed: Exit code 1", "01"),
+        ("pass", "Run: pytest -q", "Outcome: ok", "02"),
+        ("other", "Run: make docs", "Outcome: ok", "03"),
+        ("new-fail", "Bash failed: ruff check", "Failed: Exit code 1", "04"),
+    ):
+        made = ObservationCreate(session_id="tests", tool_name="Bash", title=title,
+                                 summary=summary)  # fmt: skip
+        ids[name] = store.create_observation(made).row.id
+        set_time(store, "observations", ids[name], "created_at", f"2025-01-{moment}T10:00:00Z")
+    work = lines_of(build_context(store, session.project).markdown, "observations")
+    order = [next(n for n, i in ids.items() if f"`{i}`" in line) for line in work]
+    assert order == ["new-fail", "other", "pass", "old-fail"]
+    assert "passed later]" in work[-1] and "passed later" not in work[0]
+
+
+def test_what_is_about_code_changed_since_is_marked_stale_and_last(
+    store: Store, project_dir: Path
+) -> None:
+    first = new_session(store, project_dir, "first")
+    old = learn(store, first.project, "legacy_total rounds half up", 0.9)
+    other = learn(store, first.project, "use invoice_total for invoices", 0.5)
+    for row_id in (old, other):  # both older than the code: only a change makes one stale
+        set_time(store, "learnings", row_id, "updated_at", "2025-01-01T00:00:00.000Z")
+    functions(store, "first", "billing.py", ["legacy_total", "invoice_total"])
+    new_session(store, project_dir, "second")
+    functions(store, "second", "billing.py", ["invoice_total"])  # legacy_total deleted
+
+    markdown = build_context(store, first.project).markdown
+    learned = lines_of(markdown, "learnings")
+    assert learned[0].endswith("use invoice_total for invoices")
+    assert learned[-1].endswith("legacy_total rounds half up (stale: its code has changed since)")
+    assert "deleted `legacy_total`" in sections(markdown)["function_map"]
