@@ -55,24 +55,43 @@ def _json_list(text: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def is_stale(files: list[str], names: list[str], changes: Iterable[tuple[str, str]]) -> bool:
-    """Whether any (file, function) change touches what a memory is about."""
-    wanted = [_split(name) for name in names]
-    for file_path, function in changes:
-        if not wanted:
-            if any(_same_file(file_path, f) for f in files):
+def _leaf(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _base(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+class Changes:
+    """Changes to a project's functions after some moment, indexed by function name and by
+    file name, so each memory is checked against the few that could concern it."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        self.by_leaf: dict[str, list[tuple[str, str, str]]] = {}
+        self.by_file: dict[str, list[tuple[str, str, str]]] = {}
+        for row in rows:
+            self.by_leaf.setdefault(_leaf(row[1]), []).append(row)
+            self.by_file.setdefault(_base(row[0]), []).append(row)
+
+    def touch(self, at: str, files: list[str], names: list[str]) -> bool:
+        """Whether any change after ``at`` touches what a memory is about."""
+        if not names:
+            return any(
+                changed > at and _same_file(path, f)
+                for f in files
+                for path, _function, changed in self.by_file.get(_base(f), ())
+            )
+        for named_file, named in (_split(name) for name in names):
+            for path, function, changed in self.by_leaf.get(_leaf(named), ()):
+                if changed <= at or not _same_function(function, named):
+                    continue
+                if named_file is not None and not _same_file(path, named_file):
+                    continue
+                if named_file is None and files and not any(_same_file(path, f) for f in files):
+                    continue
                 return True
-            continue
-        for named_file, named in wanted:
-            if not _same_function(function, named):
-                continue
-            in_file = named_file or None
-            if in_file is not None and not _same_file(file_path, in_file):
-                continue
-            if in_file is None and files and not any(_same_file(file_path, f) for f in files):
-                continue
-            return True
-    return False
+        return False
 
 
 def stale_ids(conn: sqlite3.Connection, kind: str, ids: Iterable[str]) -> set[str]:
@@ -93,18 +112,18 @@ def stale_ids(conn: sqlite3.Connection, kind: str, ids: Iterable[str]) -> set[st
         items = [i for i in items if _json_list(i[3]) or _json_list(i[4])]
         if not items:
             continue
-        since = min(i[2] for i in items)
-        where, params = "changed_at > ?", [since]
+        where, params = "changed_at > ?", [min(i[2] for i in items)]
         if project is not None:
             where = "project = ? AND " + where
             params.insert(0, project)
-        changes = conn.execute(
-            f"SELECT file_path, qualified_name, changed_at FROM function_map WHERE {where}",
-            params,
-        ).fetchall()
+        changes = Changes(
+            conn.execute(
+                f"SELECT file_path, qualified_name, changed_at FROM function_map WHERE {where}",
+                params,
+            ).fetchall()
+        )
         for item_id, _project, at, files, names in items:
-            later = [(c[0], c[1]) for c in changes if c[2] > at]
-            if later and is_stale(_json_list(files), _json_list(names), later):
+            if changes.touch(at, _json_list(files), _json_list(names)):
                 stale.add(item_id)
     return stale
 
