@@ -63,8 +63,9 @@ def bash(command: str) -> Step:
     return Step("Bash", command=command)
 
 
-def learn(content: str) -> Step:
-    return Step("Learn", new=content)
+def learn(content: str, functions: tuple[str, ...] = ()) -> Step:
+    """A learning, naming the functions it is about (what makes it stale when they change)."""
+    return Step("Learn", new=content, command=",".join(functions))
 
 
 @dataclass
@@ -314,7 +315,10 @@ STORIES = [
                 [
                     read("settings.py"),
                     bash('python -c "import settings; settings.load_settings()"'),
-                    learn("load_settings needs APP_ENV set: without it the app fails at start."),
+                    learn(
+                        "load_settings needs APP_ENV set: without it the app fails at start.",
+                        ("load_settings",),
+                    ),
                 ],
                 "The crash is load_settings reading APP_ENV, which was not set; recorded it.",
             )
@@ -328,7 +332,10 @@ STORIES = [
         [
             Session(
                 "Which total do invoices use?",
-                [read("billing.py"), learn("Invoices round with legacy_total (half up).")],
+                [
+                    read("billing.py"),
+                    learn("Invoices round with legacy_total (half up).", ("legacy_total",)),
+                ],
                 "Invoices use legacy_total, which rounds half up.",
             ),
             Session(
@@ -409,11 +416,12 @@ class Player:
             while (await run_batch(Worker(batch_size=10), LocalBackend(store))).outcomes:
                 pass
 
-    async def learning(self, session_id: str, content: str) -> None:
+    async def learning(self, session_id: str, content: str, functions: list[str]) -> None:
         response = await self.ds.client.post(
             f"{PREFIX}/learnings",
             json={"content": content, "category": "gotcha", "confidence": 0.9,
-                  "source_session_id": session_id, "project": str(self.repo)},
+                  "source_session_id": session_id, "project": str(self.repo),
+                  "functions": functions},
             headers={"Authorization": f"Bearer {self.token}"},
         )  # fmt: skip
         assert response.status_code == 201, response.text[:500]
@@ -452,7 +460,7 @@ class Player:
         use = f"toolu_{self.uses:04d}"
         path = str(self.repo / step.path) if step.path else ""
         if step.tool == "Learn":
-            await self.learning(sid, step.new)
+            await self.learning(sid, step.new, [f for f in step.command.split(",") if f])
             return
         if step.tool == "Read":
             text = Path(path).read_text(encoding="utf-8")

@@ -50,6 +50,8 @@ LOOK_COMMANDS = ("ls", "cat", "head", "tail", "find", "grep", "rg", "tree", "pwd
 # The longest a summary or learning may be: whole otherwise, as the issue asks.
 WHOLE = 1_500
 CHANGE_ORDER = ("modified", "new", "deleted")
+# Put before what an item says when the code it is about has changed since.
+STALE_MARK = "(stale: its code changed since) "
 
 
 @dataclass
@@ -123,7 +125,7 @@ class _Paths:
         return sorted(items, key=self.stale)  # stable: each group keeps its order
 
     def mark(self, item: Any) -> str:
-        return " (stale: its code has changed since)" if self.stale(item) else ""
+        return STALE_MARK if self.stale(item) else ""
 
     def text(self, text: str) -> str:
         for prefix in self.prefixes:
@@ -179,20 +181,19 @@ def _day(value: object) -> str:
 
 def _sessions(store: Store, found: list[Any], exclude: str | None, paths: _Paths) -> list[str]:
     lines = []
-    for s in paths.stale_last([s for s in found if s.id != exclude]):
+    for s in [s for s in found if s.id != exclude]:
         what = s.summary or store.first_prompt(s.id) or "no summary"
         lines.append(
             f"- `{s.id}` [session] {_day(s.started_at.isoformat())} · {s.status} · "
-            f"{s.observation_count} obs: {_clip(paths.text(what), WHOLE)}{paths.mark(s)}"
+            f"{s.observation_count} obs: {_clip(paths.text(what), WHOLE)}"
         )
     return lines
 
 
-def _learnings(store: Store, project: str, since: str | None, paths: _Paths) -> list[str]:
-    found = store.active_learnings(project, limit=30, since=since)
+def _learnings(found: list[Any], paths: _Paths) -> list[str]:
     return [
         f"- `{item.id}` [learning: {item.category}, {item.confidence:.2f}] "
-        f"{_clip(paths.text(item.content), WHOLE)}{paths.mark(item)}"
+        f"{paths.mark(item)}{_clip(paths.text(item.content), WHOLE)}"
         for item in paths.stale_last(found)
     ]
 
@@ -224,14 +225,19 @@ def _changes(
             if names:
                 parts.append(f"{change} {', '.join(names[:12])}")
         line = f"- `{file}`: " + ("; ".join(parts) or "edited")
-        made = by_file.get(file, [])
+        # The newest edit still current tells what was done; stale ones are only named.
+        made = paths.stale_last(by_file.get(file, []))
         if made:
             last = made[0]
-            line += f" — `{last.id}` [{kind(last)}] {_clip(paths.text(last.summary), 200)}"
+            line += (
+                f" — `{last.id}` [{kind(last)}] {paths.mark(last)}"
+                f"{_clip(paths.text(last.summary), 200)}"
+            )
             if len(made) > 1:
-                line += " (also " + ", ".join(f"`{o.id}`" for o in made[1:4]) + ")"
-        current = not made or not paths.stale(made[0])
-        lines.append((not current, line + ("" if current else paths.mark(made[0]))))
+                also = ", ".join(f"`{o.id}`" + (" stale" if paths.stale(o) else "")
+                                 for o in made[1:4])  # fmt: skip
+                line += f" (also {also})"
+        lines.append((bool(made) and paths.stale(made[0]), line))
     return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
 
 
@@ -279,8 +285,8 @@ def _work(others: list[Observation], looked: list[Observation], paths: _Paths, s
         label = kind(o) + (", failed" if failed(o) and kind(o) != "failure" else "")
         label += ", passed later" if o.id in passed_later else ""
         lines.append(
-            f"- `{o.id}` [{label}] {_clip(paths.text(o.title), 100)}: "
-            f"{_clip(_tidy(paths.text(o.summary)), 240)}{paths.mark(o)}"
+            f"- `{o.id}` [{label}] {paths.mark(o)}{_clip(paths.text(o.title), 100)}: "
+            f"{_clip(_tidy(paths.text(o.summary)), 240)}"
         )
     files = []
     for o in looked:
@@ -289,42 +295,6 @@ def _work(others: list[Observation], looked: list[Observation], paths: _Paths, s
     if files:
         lines.append("- Also looked at: " + ", ".join(f"`{f}`" for f in files[:20]))
     return lines
-
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-
-
-def _stale_ids(
-    changed: list[FunctionMapEntry],
-    observations: list[Observation],
-    learnings: list[Any],
-) -> frozenset[str]:
-    """Observations and learnings about a function whose code changed after them (a later
-    body, or the function deleted; not one added): a learning names its functions (or
-    mentions them), an observation lists the ones it changed; its own session's changes do
-    not count."""
-    last: dict[str, tuple[str, str]] = {}  # function, short name too -> (when, session)
-    for f in changed:
-        if f.change_type not in ("modified", "deleted"):
-            continue  # code added after a memory does not make it wrong
-        when = (f.changed_at or f.updated_at).isoformat()
-        for name in {f.qualified_name, f.qualified_name.rsplit(".", 1)[-1]}:
-            if name not in last or last[name][0] < when:
-                last[name] = (when, f.session_id)
-    found = set()
-    for item in learnings:
-        named = list(getattr(item, "functions", None) or [])
-        named += [w for w in _IDENTIFIER.findall(item.content) if w in last]
-        at = item.updated_at.isoformat()
-        if any(n in last and last[n][0] > at for n in named):
-            found.add(item.id)
-    for o in observations:
-        at = o.created_at.isoformat()
-        for name in o.functions_changed:
-            when, session = last.get(name, ("", ""))
-            if when > at and session != o.session_id:
-                found.add(o.id)
-    return frozenset(found)
 
 
 def _call_graph(store: Store, project: str, changed: list[FunctionMapEntry]) -> list[str]:
@@ -369,12 +339,15 @@ def build_context(
     ]
     looked = [o for o in observations if _looks(o) and kind(o) != "failure"]
     others = [o for o in observations if o not in edits and o not in looked]
-    paths.stale_ids = _stale_ids(changed, observations, store.active_learnings(project, limit=30))
+    learnings = store.active_learnings(project, limit=30, since=since)
+    paths.stale_ids = frozenset(
+        store.stale_ids("observation", [o.id for o in observations])
+    ) | frozenset(store.stale_ids("learning", [item.id for item in learnings]))
     changes = _changes(latest, edits, paths)
     shown = {line.split("`", 2)[1] for line in changes}
     lines = {
         "session_index": _sessions(store, sessions, current_session, paths),
-        "learnings": _learnings(store, project, since, paths),
+        "learnings": _learnings(learnings, paths),
         "function_map": changes,
         "observations": _work(others, looked, paths, shown),
         "call_graph": _call_graph(store, project, changed),

@@ -469,6 +469,7 @@ class SearchHit(BaseModel):
     rank: float = Field(description="Lower is better: weighted bm25, or 1 - cosine similarity")
     score: float = Field(default=0.0, description="Higher is better, within one answer")
     created_at: Timestamp
+    stale: bool = Field(default=False, description="About code changed since; ranked lower")
 
 
 # Memory entries: what an agent saves on purpose

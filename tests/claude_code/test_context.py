@@ -10,7 +10,13 @@ import pytest
 from datasette.app import Datasette
 from helpers import CONTEXT_SECTIONS, api_call, assert_error
 
-from datasette_claude_mem.claude_code.context import SECTIONS, Context, build_context, tokens
+from datasette_claude_mem.claude_code.context import (
+    SECTIONS,
+    STALE_MARK,
+    Context,
+    build_context,
+    tokens,
+)
 from datasette_claude_mem.claude_code.tokens import real_tokenizer
 from datasette_claude_mem.settings import Config
 from datasette_claude_mem.storage.models import (
@@ -318,6 +324,7 @@ def test_a_full_context_with_its_tools_line_is_within_2000_real_tokens(
 def test_items_carry_ids_and_types_and_paths_are_relative(store: Store, project_dir: Path) -> None:
     session = new_session(store, project_dir, "work", summary="Fixed the parser")
     root = str(project_dir)
+    functions(store, "work", "src/p.py", ["parse"])  # the worker writes code first
     edit = store.create_observation(
         ObservationCreate(session_id="work", tool_name="Edit", title=f"Edit {root}/src/p.py",
                           summary=f"Edited {root}/src/p.py: in parse",
@@ -331,7 +338,6 @@ def test_items_carry_ids_and_types_and_paths_are_relative(store: Store, project_
         ObservationCreate(session_id="work", tool_name="Bash", title="Run: make check",
                           summary="Outcome: ok")
     ).row  # fmt: skip
-    functions(store, "work", "src/p.py", ["parse"])
     learned = learn(store, session.project, "parse() must keep comments", 0.8)
 
     markdown = build_context(store, session.project, current_session="next").markdown
@@ -372,7 +378,10 @@ def test_what_is_about_code_changed_since_is_marked_stale_and_last(
     store: Store, project_dir: Path
 ) -> None:
     first = new_session(store, project_dir, "first")
-    old = learn(store, first.project, "legacy_total rounds half up", 0.9)
+    old = store.create_learning(
+        LearningCreate(category="gotcha", content="legacy_total rounds half up",
+                       confidence=0.9, project=first.project, functions=["legacy_total"])
+    ).row.id  # fmt: skip
     other = learn(store, first.project, "use invoice_total for invoices", 0.5)
     for row_id in (old, other):  # both older than the code: only a change makes one stale
         set_time(store, "learnings", row_id, "updated_at", "2025-01-01T00:00:00.000Z")
@@ -383,5 +392,5 @@ def test_what_is_about_code_changed_since_is_marked_stale_and_last(
     markdown = build_context(store, first.project).markdown
     learned = lines_of(markdown, "learnings")
     assert learned[0].endswith("use invoice_total for invoices")
-    assert learned[-1].endswith("legacy_total rounds half up (stale: its code has changed since)")
+    assert learned[-1].endswith(f"] {STALE_MARK}legacy_total rounds half up")
     assert "deleted `legacy_total`" in sections(markdown)["function_map"]

@@ -241,3 +241,44 @@ def test_git_head_does_not_outrank_what_an_earlier_session_recorded(
     second.edit("shop/pricing.py", "* qty\n", "* qty * 2\n", original=False)
     assert second.changes("shop/pricing.py")["unit_price"] == "unchanged"
     assert second.listed_as_changed() == {"line_total"}
+
+
+OLD = "2001-01-01T00:00:00.000Z"
+
+
+def observation_ids(store: Store, session_id: str) -> dict[str, str]:
+    rows = store.db.query(
+        "SELECT tool_name, id FROM observations WHERE session_id = ? ORDER BY created_at",
+        [session_id],
+    )
+    return {r["tool_name"]: r["id"] for r in rows}
+
+
+def test_an_edit_is_not_stale_by_its_own_change_but_the_read_before_it_is(
+    store: Store, plain: Path
+) -> None:
+    session = Session(store, plain, "s1")
+    session.read("shop/pricing.py")
+    session.changes("shop/pricing.py")
+    session.edit("shop/pricing.py", '"apple": 3', '"apple": 4')
+    session.changes("shop/pricing.py")
+    made = observation_ids(store, "s1")
+    # The edit's own change is written before its observation, so never after it; the
+    # read is moved back in time, not to depend on two writes falling in different ms.
+    store.conn.execute("UPDATE observations SET created_at = ? WHERE id = ?", [OLD, made["Read"]])
+    assert store.stale_ids("observation", made.values()) == {made["Read"]}
+    # All of session one moves back likewise before session two acts.
+    store.conn.execute("UPDATE observations SET created_at = ? WHERE id = ?", [OLD, made["Edit"]])
+    store.conn.execute(
+        "UPDATE function_map SET changed_at = ? WHERE session_id = 's1' AND changed_at IS NOT NULL",
+        [OLD],
+    )
+    assert store.stale_ids("observation", [made["Edit"]]) == set()
+    # A later session changing line_total leaves the edit of unit_price current.
+    later = Session(store, plain, "s2")
+    later.edit("shop/pricing.py", "* qty\n", "* qty * 2\n")
+    later.changes("shop/pricing.py")
+    assert store.stale_ids("observation", [made["Edit"]]) == set()
+    later.edit("shop/pricing.py", '"apple": 4', '"apple": 5')
+    later.changes("shop/pricing.py")
+    assert store.stale_ids("observation", [made["Edit"]]) == {made["Edit"]}
