@@ -130,7 +130,8 @@ def _observations(
     # A resumed session already knows what it did itself.
     other = current_session if since is not None else None
     return [
-        f"- {_day(o.created_at.isoformat())} {_clip(o.title, 80)}: {_clip(o.summary, 160)}"
+        f"- {_day(o.created_at.isoformat())} {f'[{o.type}] ' if o.type else ''}"
+        f"{_clip(o.title, 80)}: {_clip(o.summary, 160)}"
         for o in store.recent_observations(project, limit=30, since=since, other_than_session=other)
     ]
 

@@ -155,7 +155,7 @@ def session_rows(store: Store, session_id: str, limit: int) -> dict[str, Any] | 
             [session_id, limit],
         ),
         "observations": store._all(
-            "SELECT id, tool_name, title, summary, files_touched, functions_changed, "
+            "SELECT id, tool_name, type, title, summary, files_touched, functions_changed, "
             "tokens_raw, tokens_compressed, created_at, agent_id, agent_type "
             "FROM observations WHERE session_id = ? "
             "ORDER BY created_at, id LIMIT ?",
