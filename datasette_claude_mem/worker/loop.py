@@ -34,6 +34,7 @@ from datasette_claude_mem.storage.models import (
     FunctionMapUpsert,
     ObservationCreate,
     QueueItem,
+    SessionUpdate,
     format_ts,
 )
 from datasette_claude_mem.storage.store import Store
@@ -44,6 +45,12 @@ from datasette_claude_mem.worker.code_index import (
     python_module_resolver,
 )
 from datasette_claude_mem.worker.compress import Compressed, compress
+from datasette_claude_mem.worker.session_summary import (
+    compress_summary,
+    is_summary,
+    session_facts,
+    with_facts,
+)
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 T = TypeVar("T")
@@ -138,6 +145,8 @@ class DefaultCompressor:
     name = "default"
 
     def __call__(self, item: QueueItem) -> Compressed:
+        if is_summary(item):
+            return compress_summary(item)
         return compress(
             item.tool_name,
             item.tool_input or {},
@@ -342,7 +351,9 @@ class Worker:
         brings it) and written inside it, in a savepoint of its own: a failure there is
         reported but neither undoes the observation nor stops the worker.
         """
-        if not isinstance(result, Exception):
+        observation: ObservationCreate | None = None
+        summary = is_summary(item)
+        if not isinstance(result, Exception) and not summary:
             try:
                 observation = ObservationCreate(
                     session_id=item.session_id,
@@ -375,6 +386,9 @@ class Worker:
         try:
             with store.write():
                 write_log(store, item, getattr(result, "log", []))
+                if summary:
+                    # A session's summary, rebuilt: it replaces the one before.
+                    store.update_session(item.session_id, SessionUpdate(summary=result.summary))
                 _, made = store.complete(item.id, self.worker_id, observation)
                 if self.index_code and sources:
                     try:
@@ -501,6 +515,10 @@ async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
     if not await backend.read(lambda store: store.has_claimable_work()):
         return report
     for item in await backend.write(worker.claim):
+        if is_summary(item):
+            # Read now, after the items queued before it were finished.
+            facts = await backend.read(functools.partial(session_facts, item=item))
+            item = with_facts(item, facts)
         root = None
         if worker.index_code:
             root = await backend.read(functools.partial(project_root, item=item))
