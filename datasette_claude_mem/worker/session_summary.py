@@ -219,22 +219,47 @@ def _open(message: str, runs: list[tuple[str, str, bool]], facts: dict[str, Any]
     return "; ".join(items) if items else "nothing said to be left"
 
 
+# The summary's lines, in order, and the key each has in a model's answer.
+LABELS = (
+    ("Request", "request"),
+    ("Done", "done"),
+    ("Files changed", "files_changed"),
+    ("Functions changed", "functions_changed"),
+    ("Tests", "tests"),
+    ("Open", "open"),
+)
+
+
+def labelled(answer: dict[str, Any], draft: str) -> str:
+    """A model's answer as the summary's labelled lines; a line it left out comes from the
+    offline draft, so the model can only add to what the memory knows."""
+    drafted = dict(line.split(": ", 1) for line in draft.splitlines() if ": " in line)
+    lines = []
+    for label, key in LABELS:
+        value = answer.get(key) or (answer.get("summary") if key == "done" else None)
+        if isinstance(value, list):
+            value = join_names([one_line(str(v), 200) for v in value if v], 12)
+        text = one_line(value, 600) if isinstance(value, str) else ""
+        text = text or drafted.get(label, "")
+        if text:
+            lines.append(f"{label}: {text}")
+    return truncate_text("\n".join(lines), SUMMARY_MAX)
+
+
 def summarise(facts: dict[str, Any]) -> str:
     """The offline summary: one labelled line each, as short as the session allows."""
     observations = facts.get("observations") or []
     message = str(facts.get("message") or "")
     runs = _test_runs(observations)
-    lines = []
-    for label, value in (
-        ("Request", _request(facts.get("prompts") or [])),
-        ("Done", _done(message, observations)),
-        ("Files changed", join_names(_changed_files(observations), 10) or None),
-        ("Functions changed", join_names(_functions(facts), 12) or None),
-        ("Tests", _tests(runs)),
-        ("Open", _open(message, runs, facts)),
-    ):
-        if value:
-            lines.append(f"{label}: {value}")
+    values = (
+        _request(facts.get("prompts") or []),
+        _done(message, observations),
+        join_names(_changed_files(observations), 10) or None,
+        join_names(_functions(facts), 12) or None,
+        _tests(runs),
+        _open(message, runs, facts),
+    )
+    lines = [f"{label}: {value}" for (label, _), value in zip(LABELS, values, strict=True) if value]
     return truncate_text("\n".join(lines), SUMMARY_MAX)
 
 
