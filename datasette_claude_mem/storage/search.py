@@ -338,8 +338,8 @@ def search(
         raise SearchError(f"limit: must be a whole number from 1 to {MAX_LIMIT}")
     wanted = parse_kinds(kinds) or KINDS
     only = parse_types(types)
-    if only:
-        wanted = tuple(k for k in wanted if SOURCE_BY_KIND[k].obs_type) or wanted[:0]
+    if only:  # types belong to observations: the other kinds drop out
+        wanted = tuple(k for k in wanted if SOURCE_BY_KIND[k].obs_type)
     available = semantic.available_reason() if semantic is not None else _unavailable()
     used = mode or ("hybrid" if available is None else "keyword")
     notice = None

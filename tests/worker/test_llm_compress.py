@@ -392,7 +392,12 @@ def test_a_session_summary_is_written_by_the_model_over_the_offline_draft(
     assert store.list_observations(session.id) == []
 
 
-def test_an_answer_without_a_type_keeps_the_offline_type(store: Store, session) -> None:
+@pytest.mark.parametrize(
+    ("model", "expected"), [("cm-test-json", "test"), ("cm-test-typed", "refactor")]
+)
+def test_the_models_type_is_kept_else_the_offline_one(
+    store: Store, session, model: str, expected: str
+) -> None:
     store.enqueue(
         QueueItemCreate(
             session_id=session.id,
@@ -402,8 +407,8 @@ def test_an_answer_without_a_type_keeps_the_offline_type(store: Store, session) 
             raw_output=json.dumps({"stdout": "1 failed, 2 passed in 0.2s", "stderr": ""}),
         )
     )
-    assert Worker(LLMCompressor(store, "cm-test-json")).run_once(store).done == 1
+    assert Worker(LLMCompressor(store, model)).run_once(store).done == 1
     [prompt] = models.PROMPTS
     assert "bugfix, feature, refactor" in prompt  # it was asked for one
     [obs] = store.list_observations(session.id)
-    assert (obs.title, obs.type) == ("Bash compressed by cm-test-json", "test")
+    assert (obs.title, obs.type) == (f"Bash compressed by {model}", expected)
