@@ -149,9 +149,13 @@ def _changed_files(observations: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def _functions(facts: dict[str, Any]) -> list[str]:
-    if facts.get("functions"):
-        return [f"{f['name']} ({f['change']})" for f in facts["functions"]]
+def _functions(facts: dict[str, Any], changed_files: list[str]) -> list[str]:
+    """The function map's changes in the files the session changed (a file it only read says
+    nothing changed), else the names its edits touched."""
+    changed = set(changed_files)
+    mapped = [f for f in facts.get("functions") or [] if f["file"] in changed]
+    if mapped:
+        return [f"{f['name']} ({f['change']})" for f in mapped]
     names: list[str] = []
     for o in facts.get("observations") or []:
         if o.get("tool") in CHANGE_TOOLS and o.get("type") != ObservationType.FAILURE:
@@ -251,11 +255,12 @@ def summarise(facts: dict[str, Any]) -> str:
     observations = facts.get("observations") or []
     message = str(facts.get("message") or "")
     runs = _test_runs(observations)
+    files = _changed_files(observations)
     values = (
         _request(facts.get("prompts") or []),
         _done(message, observations),
-        join_names(_changed_files(observations), 10) or None,
-        join_names(_functions(facts), 12) or None,
+        join_names(files, 10) or None,
+        join_names(_functions(facts, files), 12) or None,
         _tests(runs),
         _open(message, runs, facts),
     )

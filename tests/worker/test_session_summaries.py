@@ -222,3 +222,20 @@ def test_a_session_that_ends_on_failing_tests_says_so() -> None:
         "Open: the last test run failed (1 failed, 4 passed in 0.31s); "
         "I could not get the last test to pass."
     )
+
+
+def test_functions_of_files_only_read_are_not_listed_as_changed() -> None:
+    facts = {
+        "observations": [
+            {"type": "discovery", "tool": "Read", "title": "Read", "files": ["shop/cart.py"]},
+            {"type": "bugfix", "tool": "Edit", "title": "Edit", "files": ["shop/pricing.py"],
+             "functions": ["apply_discount"]},
+        ],
+        "functions": [
+            {"file": "shop/cart.py", "name": "Cart.total", "change": "new"},
+            {"file": "shop/pricing.py", "name": "apply_discount", "change": "modified"},
+        ],
+    }  # fmt: skip
+    lines = summarise(facts).splitlines()
+    assert "Files changed: shop/pricing.py" in lines
+    assert "Functions changed: apply_discount (modified)" in lines
