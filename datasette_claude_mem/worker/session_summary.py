@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from datasette_claude_mem.storage.kinds import ObservationType
+from datasette_claude_mem.storage.kinds import SUMMARY_ITEM_TOOL, ObservationType
 from datasette_claude_mem.storage.models import QueueItem, QueueItemCreate
 from datasette_claude_mem.worker.compress import Compressed, estimate_tokens
 from datasette_claude_mem.worker.summary_text import (
@@ -30,8 +30,7 @@ from datasette_claude_mem.worker.summary_text import (
 if TYPE_CHECKING:
     from datasette_claude_mem.storage.store import Store
 
-# The queue item's tool name: no Claude Code tool is called this.
-SUMMARY_TOOL = "claude-mem:session-summary"
+SUMMARY_TOOL = SUMMARY_ITEM_TOOL
 SUMMARY_MAX = 2000
 MESSAGE_KEY = "last_assistant_message"
 FACTS_KEY = "facts"

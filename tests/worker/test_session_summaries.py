@@ -200,6 +200,12 @@ async def test_each_stop_rebuilds_the_summary_and_search_finds_it(
                                f"Bearer {token}"})  # fmt: skip
     assert page.status_code == 200
     assert "Functions changed: " in page.text and "bulk_discount" in page.text
+    # The summary items the Stops left are not counted among the session's tool uses.
+    [counted] = await query_rows(
+        ds, "SELECT count(*) AS n FROM pending_queue WHERE session_id = ?", [SID]
+    )
+    assert counted["n"] == 9
+    assert '<span class="cm-stat-value">7</span><span class="cm-stat-label">tool uses' in page.text
 
 
 def test_an_empty_session_says_only_what_it_has() -> None:
