@@ -8,11 +8,11 @@ functions come last. Within a section an item marked stale (its code has changed
 comes after the current ones. Every item carries its id and type, for the MCP `get`; paths
 are relative to the project's root.
 
-Each section has a token budget (settings `ctx_<key>`); what a section leaves unused goes to
-the next, and the whole, the closing tools line included, stays within the budgets' sum
-(2,000 tokens by default) less the estimate's headroom (claude_code/tokens.py), and under
-Claude Code's 10,000-byte limit. A section gives up whole lines when it is full, and one
-with nothing to say is left out.
+Each section has a token budget (settings `ctx_<key>`); what the sections leave unused goes
+to those with more to say, in the order of their worth. The whole, the closing tools line
+included, stays within the budgets' sum (2,000 tokens by default) less the estimate's
+headroom (claude_code/tokens.py), and under Claude Code's 10,000-byte limit. A section
+gives up whole lines when it is full, and one with nothing to say is left out.
 
 With ``since`` (a resumed session, whose conversation already holds the context it got then)
 only what was added after that moment is told, and nothing when nothing was.
@@ -183,6 +183,8 @@ def _sessions(store: Store, found: list[Any], exclude: str | None, paths: _Paths
     lines = []
     for s in [s for s in found if s.id != exclude]:
         what = s.summary or store.first_prompt(s.id) or "no summary"
+        # A labelled summary (Request:, Done:, ...) keeps its parts apart on one line.
+        what = " · ".join(line.strip() for line in what.splitlines() if line.strip())
         lines.append(
             f"- `{s.id}` [session] {_day(s.started_at.isoformat())} · {s.status} · "
             f"{s.observation_count} obs: {_clip(paths.text(what), WHOLE)}"
@@ -359,21 +361,31 @@ def build_context(
     # kept back so that Claude's own count stays within it too.
     room = int(sum(budget.values()) / (1 + HEADROOM))
     room -= tokens(header) + tokens(tools_line(project, current_session))
-    parts = []
-    counts = {}
-    carry = 0
-    for key, title in SECTIONS:
-        allowance = max(0, min(budget[key] + carry, room))
-        text = _fit(title, lines[key], allowance)
-        used = tokens(text) if text else 0
-        carry, room = allowance - used, room - used
-        if text:
-            parts.append(text)
-            counts[key] = used
+    texts = _allot(lines, budget, room)
+    parts = [texts[key] for key, _ in SECTIONS if texts.get(key)]
+    counts = {key: tokens(texts[key]) for key, _ in SECTIONS if texts.get(key)}
     if not parts:
         return Context(project=project, markdown="", sections={})
     markdown = _cap_bytes("\n\n".join([header, *parts]), MAX_BYTES)
     return Context(project=project, markdown=markdown, sections=counts)
+
+
+def _allot(lines: dict[str, list[str]], budget: dict[str, int], room: int) -> dict[str, str]:
+    """Each section's text: first within its own budget (all of them scaled to the room),
+    then, in the order of their worth, the sections with more to say take what the others
+    left unused."""
+    scale = min(1.0, room / max(1, sum(budget.values())))
+    texts: dict[str, str] = {}
+    for key, title in SECTIONS:
+        texts[key] = _fit(title, lines[key], int(budget[key] * scale)) or ""
+    spare = room - sum(tokens(t) for t in texts.values() if t)
+    for key, title in SECTIONS:
+        before = tokens(texts[key]) if texts[key] else 0
+        wider = _fit(title, lines[key], before + spare) or ""
+        if wider:
+            spare -= tokens(wider) - before
+            texts[key] = wider
+    return texts
 
 
 def _name(project: str) -> str:

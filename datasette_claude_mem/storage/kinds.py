@@ -106,6 +106,12 @@ class EntryKind(StrEnum):
     NOTE = "note"
 
 
+# The tool name of the queue item a Stop leaves for the worker to rebuild the session's
+# summary (worker/session_summary.py): no Claude Code tool is called this, and it is not
+# counted as a tool use.
+SUMMARY_ITEM_TOOL = "claude-mem:session-summary"
+
+
 class ObservationType(StrEnum):
     """What a tool use was for, as a later session wants to know it.
 

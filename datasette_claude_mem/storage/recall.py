@@ -74,16 +74,22 @@ def search(
     kinds: list[str] | None = None,
     since: str | None = None,
     limit: int = 10,
+    types: list[str] | None = None,
 ) -> list[Hit]:
-    """Best first: full-text matches by rank, then plain-text matches newest first."""
+    """Best first: full-text matches by rank, then plain-text matches newest first.
+    With `types`, only observations of those types."""
     wanted = set(kinds or KINDS)
+    if types:
+        wanted &= {"observation"}
     hits: list[Hit] = []
     if wanted & {"observation", "learning"}:
         # Ranking and snippets cost per row asked for: ask for more only when some of them
         # may be filtered out below.
         narrowed = since or not {"observation", "learning"} <= wanted
         fetch = FETCH if narrowed else limit
-        found = store.search(project, query, limit=fetch, kinds=("observation", "learning"))
+        found = store.search(
+            project, query, limit=fetch, kinds=("observation", "learning"), types=types
+        )
         hits += _with_sizes(store, [h for h in found if h.kind in wanted])
     if "note" in wanted:
         hits += _entries(store, project, query)
@@ -107,7 +113,7 @@ def _with_sizes(store: Store, found: list) -> list[Hit]:
     if obs_ids:
         marks = ", ".join("?" for _ in obs_ids)
         for row in store._all(
-            "SELECT id, tool_name, files_touched, length(title) + length(summary) + "
+            "SELECT id, tool_name, type, files_touched, length(title) + length(summary) + "
             f"coalesce(length(detail), 0) AS size FROM observations WHERE id IN ({marks})",
             obs_ids,
         ):
@@ -119,7 +125,7 @@ def _with_sizes(store: Store, found: list) -> list[Hit]:
             row = extra.get(h.id, {})
             files = json.loads(row.get("files_touched") or "[]")
             hits.append(
-                Hit("observation", h.id, at, h.title, row.get("tool_name", ""),
+                Hit("observation", h.id, at, h.title, _label(row),
                     files[0] if files else "", row.get("size", 0), h.rank, h.session_id,
                     h.stale)
             )  # fmt: skip
@@ -129,6 +135,12 @@ def _with_sizes(store: Store, found: list) -> list[Hit]:
                     h.session_id, h.stale)
             )  # fmt: skip
     return hits
+
+
+def _label(row: dict) -> str:
+    """An observation's type and tool, as in bugfix/Edit; its tool alone when untyped."""
+    tool = row.get("tool_name") or ""
+    return f"{row['type']}/{tool}" if row.get("type") else tool
 
 
 def _entries(store: Store, project: str, query: str) -> list[Hit]:
@@ -190,7 +202,7 @@ def _prompts(store: Store, project: str, words: list[str]) -> list[Hit]:
 
 
 _RECORD_SQL = {
-    "observation": "SELECT id, project, session_id, created_at, tool_name, title, summary, "
+    "observation": "SELECT id, project, session_id, created_at, type, tool_name, title, summary, "
     "detail, files_touched, functions_changed, forgotten_at, forgotten_by, forgotten_reason "
     "FROM observations WHERE id = ?",
     "learning": "SELECT id, project, source_session_id AS session_id, created_at, category, "
@@ -224,7 +236,8 @@ def record(store: Store, row_id: str) -> Record | None:
 # Timeline
 
 
-_ITEMS = """SELECT 'observation' AS kind, id, created_at, tool_name AS label, title,
+_ITEMS = """SELECT 'observation' AS kind, id, created_at,
+        coalesce(type || '/', '') || tool_name AS label, title,
         files_touched AS files
     FROM observations WHERE {scope} AND forgotten_at IS NULL
     UNION ALL

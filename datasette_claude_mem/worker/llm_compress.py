@@ -39,6 +39,13 @@ from datasette_claude_mem.worker.compress import (
     files_from_tool_input,
 )
 from datasette_claude_mem.worker.loop import Failure, Grant, LogRecord, Reservation, budget_spent
+from datasette_claude_mem.worker.session_summary import (
+    compress_summary,
+    facts_of,
+    is_summary,
+    labelled,
+    summarise,
+)
 
 if TYPE_CHECKING:
     from datasette_claude_mem.storage.store import Store
@@ -91,8 +98,29 @@ reading or listing is "discovery".
 
 _TYPES = frozenset(ObservationType)
 
+# A string.Template for a session's summary: $facts and $draft are filled in.
+SUMMARY_PROMPT = """\
+You write the summary of one session of an AI coding agent, for the agent's next session \
+and for the person who reads it later. Be short and concrete: the files, functions and \
+tests by name, and how the tests ended.
+
+What the memory recorded (JSON):
+$facts
+
+A draft made without a model:
+$draft
+
+Answer with one JSON object and nothing else:
+{"request": "what the person asked, one sentence", \
+"done": "what was done, one or two sentences", "files_changed": ["paths"], \
+"functions_changed": ["names"], "tests": "the tests run and how they ended, or null", \
+"open": "what is left open, or null"}
+"""
+
 
 def _offline(item: QueueItem) -> Compressed:
+    if is_summary(item):
+        return compress_summary(item)
     return compress(
         item.tool_name,
         item.tool_input or {},
@@ -226,6 +254,12 @@ class LLMCompressor:
     # The prompt
 
     def build_prompt(self, item: QueueItem) -> str:
+        if is_summary(item):
+            facts = facts_of(item)
+            shown, _ = head_and_tail(
+                json.dumps(facts, ensure_ascii=False, indent=1), self.max_raw_chars
+            )
+            return Template(SUMMARY_PROMPT).safe_substitute(facts=shown, draft=summarise(facts))
         raw, truncated = head_and_tail(item.raw_output or "", self.max_raw_chars)
         tool_input, _ = head_and_tail(
             json.dumps(item.tool_input or {}, ensure_ascii=False, indent=1, default=str),
@@ -388,6 +422,17 @@ class LLMCompressor:
         return done
 
     def _result(self, item: QueueItem, answer: dict[str, Any]) -> LLMCompressed:
+        if is_summary(item):
+            text = labelled(answer, summarise(facts_of(item)))
+            return LLMCompressed(
+                title="Session summary",
+                summary=text,
+                detail=None,
+                tokens_raw=self._tokens_raw(item),
+                tokens_compressed=estimate_tokens(text),
+                compressor="llm",
+                model=self.model_id,
+            )
         title = _one_line(answer.get("title"), TITLE_MAX)
         summary = _capped(answer.get("summary"), SUMMARY_MAX)
         detail = _capped(answer.get("detail"), DETAIL_MAX) or None

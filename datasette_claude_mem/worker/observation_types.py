@@ -151,11 +151,10 @@ _CONFIG_NAMES = frozenset(
         ".python-version",
         "settings.json",
         "justfile",
-        "metadata.yml",
-        "datasette.yaml",
     ]
 )
 _CONFIG_SUFFIXES = (".toml", ".ini", ".cfg", ".conf", ".yaml", ".yml", ".env", ".lock")
+_DOC_SUFFIXES = (".md", ".rst", ".txt", ".adoc")
 _CONFIG_PATH_RE = re.compile(r"(?:^|/)(?:\.github|\.circleci|\.claude|\.vscode|\.devcontainer)/")
 _DECISION_PATH_RE = re.compile(
     r"(?:^|/)(?:adr|adrs|decisions?)/|(?:^|/)(?:adr[-_]?\d+[^/]*|design|decisions?)\.(?:md|rst)$",
@@ -304,6 +303,8 @@ def _file_type(
         return T.DECISION
     if is_config_path(path):
         return T.CONFIG
+    if path.lower().endswith(_DOC_SUFFIXES):
+        return T.CHANGE  # the prompt's fix or feature is in the code, not its notes
     intent = prompt_intent(prompt)
     if intent is not None:
         return intent

@@ -46,13 +46,12 @@ def sections(markdown: str) -> dict[str, str]:
 
 
 def within_budgets(context: Context, budget: dict[str, int]) -> None:
-    """Each section within its budget plus what the sections before it left unused."""
+    """Each section within its budget, or using only what the others left unused."""
     found = sections(context.markdown)
-    carry = 0
-    for key, _ in SECTIONS:
-        used = tokens(found[key]) if key in found else 0
-        assert used <= budget[key] + carry, key
-        carry = budget[key] + carry - used
+    used = {key: tokens(found[key]) if key in found else 0 for key, _ in SECTIONS}
+    unused = sum(max(0, budget[key] - used[key]) for key in used)
+    over = sum(max(0, used[key] - budget[key]) for key in used)
+    assert over <= unused
     assert context.tokens <= sum(budget.values())
 
 
@@ -156,6 +155,18 @@ def test_sections_with_nothing_to_say_are_left_out(store: Store, project_dir: Pa
     session = new_session(store, project_dir, "only")
     context = build_context(store, session.project, current_session="only")
     assert list(sections(context.markdown)) == ["learnings"]  # itself is not its history
+
+
+def test_an_observation_shows_its_type(store: Store, project_dir: Path) -> None:
+    session = new_session(store, project_dir, "typed")
+    for tool, kind, title in (("Edit", "bugfix", "Fix apply_discount"), ("Read", None, "Read")):
+        made = ObservationCreate(
+            session_id="typed", tool_name=tool, title=title, summary="it works", type=kind
+        )
+        store.create_observation(made)
+    lines = build_context(store, session.project).markdown.splitlines()
+    assert any(line.endswith("[bugfix] Fix apply_discount: it works") for line in lines)
+    assert not any("[None]" in line for line in lines)
 
 
 def test_every_section_appears_and_keeps_to_its_budget(store: Store, project_dir: Path) -> None:

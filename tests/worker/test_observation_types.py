@@ -93,6 +93,7 @@ CASES: list[tuple[str, tuple[str, dict, Any], str | None, str | None, str]] = [
     ("pyproject.toml", edit("pyproject.toml", 'x = "1"', 'x = "2"'), "add a dependency", None,
      "config"),
     ("a workflow", edit(".github/workflows/ci.yml"), None, None, "config"),
+    ("notes written while fixing", edit("README.md"), "fix the discount bug", None, "change"),
     ("an .env file", edit(".env.local"), None, None, "config"),
     ("a decision record", ("Write", {"file_path": "docs/adr/0003-sqlite.md", "content": "#"},
      {"type": "create"}), None, None, "decision"),
