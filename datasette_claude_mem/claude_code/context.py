@@ -184,7 +184,7 @@ def _sessions(store: Store, found: list[Any], exclude: str | None, paths: _Paths
     for s in [s for s in found if s.id != exclude]:
         what = s.summary or store.first_prompt(s.id) or "no summary"
         # A labelled summary (Request:, Done:, ...) keeps its parts apart on one line.
-        what = " · ".join(line.strip() for line in what.splitlines() if line.strip())
+        what = " · ".join(_tidy(line).strip() for line in what.splitlines() if line.strip())
         lines.append(
             f"- `{s.id}` [session] {_day(s.started_at.isoformat())} · {s.status} · "
             f"{s.observation_count} obs: {_clip(paths.text(what), WHOLE)}"
@@ -236,9 +236,7 @@ def _changes(
                 f"{_clip(paths.text(last.summary), 200)}"
             )
             if len(made) > 1:
-                also = ", ".join(f"`{o.id}`" + (" stale" if paths.stale(o) else "")
-                                 for o in made[1:4])  # fmt: skip
-                line += f" (also {also})"
+                line += " (also " + ", ".join(f"`{o.id}`" for o in made[1:4]) + ")"
         lines.append((bool(made) and paths.stale(made[0]), line))
     return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
 

@@ -74,9 +74,9 @@ def test_the_context_marks_stale_memories_and_puts_them_last(store: Store, root:
         "apply_discount rounds half up",
     ]
     # Only session two's rewrite is listed as a change, told by the edit still current; the
-    # stale one is only named, and marked.
+    # stale one is only named.
     [changed] = [line for line in lines if line.startswith("- `shop/pricing.py`")]
     assert changed == (
         f"- `shop/pricing.py`: modified `apply_discount` — `{made['obs_line_total']}` [change] "
-        f"fixed rounding in line_total (also `{made['obs_apply_discount']}` stale)"
+        f"fixed rounding in line_total (also `{made['obs_apply_discount']}`)"
     )

@@ -9,6 +9,8 @@ import pytest
 from datasette.app import Datasette
 from stories import GOAL_RECALL, GOAL_TOKENS, STORIES, Player, Story
 
+from datasette_claude_mem.claude_code.tokens import real_tokenizer
+
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("story", STORIES, ids=[s.name for s in STORIES])
@@ -21,5 +23,7 @@ async def test_the_next_context_after_a_story(
     assert outcome.recall >= GOAL_RECALL, (outcome.missed, context)
     assert outcome.noise == [], (outcome.noise, context)
     assert outcome.tokens <= GOAL_TOKENS and outcome.bytes < 10_000
+    tokenizer = real_tokenizer()  # and by Claude's own count, with the tokenizer extra
+    assert tokenizer is None or len(tokenizer.encode(context).ids) <= GOAL_TOKENS
     assert context.rstrip().split("\n")[-1].startswith("Ask the memory more")
     assert "search → timeline → get" in context
