@@ -98,7 +98,8 @@ def _clip(text: str, limit: int) -> str:
 
 class _Paths:
     """Paths as the agent uses them: relative to the project's root (or, for a session
-    started elsewhere, to its directory), in file lists and in free text alike."""
+    started elsewhere, to its directory), in file lists and in free text alike; and which
+    items to mark stale, which every section's lines need too."""
 
     def __init__(self, project: str, dirs: list[str]) -> None:
         roots = [project] + sorted(
@@ -115,7 +116,7 @@ class _Paths:
                 return path[len(prefix) :]
         return "." if path.rstrip("/") in self.roots else path
 
-    # Which rows are stale: set by build_context from the function map.
+    # Which rows are stale: set by build_context from storage/staleness.py.
     stale_ids: frozenset[str] = frozenset()
 
     def stale(self, item: Any) -> bool:
