@@ -2,7 +2,7 @@
 
 This file imports nothing from the package so that the sqlite-utils CLI can run it on its own:
 
-    sqlite-utils migrate memory.db datasette_claude_mem/migrations.py
+    sqlite-utils migrate memory.db datasette_claude_mem/storage/migrations.py
 
 Released steps are never edited: a change to the schema is a new ``mNNN_verb_noun`` step.
 """
