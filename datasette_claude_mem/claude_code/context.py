@@ -11,7 +11,7 @@ only what was added after that moment is told, and nothing when nothing was.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from datasette_claude_mem.settings import Config
 
@@ -117,10 +117,21 @@ def _functions(changed: list[FunctionMapEntry]) -> list[str]:
     ]
 
 
+STALE_MARK = "(stale: its code changed since) "
+
+
+def _current_first(store: Store, kind: str, items: list[Any]) -> list[tuple[Any, str]]:
+    """Items with a mark for those about code changed since, which go after the rest."""
+    stale = store.stale_ids(kind, [item.id for item in items])
+    marked = [(item, STALE_MARK if item.id in stale else "") for item in items]
+    return sorted(marked, key=lambda pair: bool(pair[1]))
+
+
 def _learnings(store: Store, project: str, since: str | None) -> list[str]:
+    found = store.active_learnings(project, limit=30, since=since)
     return [
-        f"- [{item.category}, {item.confidence:.2f}] {_clip(item.content, 200)}"
-        for item in store.active_learnings(project, limit=30, since=since)
+        f"- {mark}[{item.category}, {item.confidence:.2f}] {_clip(item.content, 200)}"
+        for item, mark in _current_first(store, "learning", found)
     ]
 
 
@@ -129,9 +140,10 @@ def _observations(
 ) -> list[str]:
     # A resumed session already knows what it did itself.
     other = current_session if since is not None else None
+    found = store.recent_observations(project, limit=30, since=since, other_than_session=other)
     return [
-        f"- {_day(o.created_at.isoformat())} {_clip(o.title, 80)}: {_clip(o.summary, 160)}"
-        for o in store.recent_observations(project, limit=30, since=since, other_than_session=other)
+        f"- {mark}{_day(o.created_at.isoformat())} {_clip(o.title, 80)}: {_clip(o.summary, 160)}"
+        for o, mark in _current_first(store, "observation", found)
     ]
 
 

@@ -28,6 +28,8 @@ def day(at: Any) -> str:
 def hit_line(hit: Hit, *, with_size: bool = True) -> str:
     parts = [hit.id, day(hit.at), f"{hit.kind}/{hit.label}" if hit.label else hit.kind]
     parts.append(clip(hit.title, 90))
+    if hit.stale:
+        parts.append("STALE: its code changed since")
     if hit.file:
         parts.append(clip(hit.file, 60))
     if with_size and hit.size:
@@ -55,13 +57,15 @@ def timeline_answer(anchor_id: str | None, rows: list[Hit]) -> str:
 
 def record_text(item: Record) -> str:
     lines = [f"## {item.kind} {item.id}" + (f" (project {item.project})" if item.project else "")]
+    if item.fields.get("stale"):
+        lines.append(f"STALE: {item.fields['stale']}; check the code before relying on it")
     if item.fields.get("forgotten_at"):
         lines.append(
             f"FORGOTTEN {day(item.fields['forgotten_at'])} by {item.fields.get('forgotten_by')}:"
             f" {item.fields.get('forgotten_reason')}"
         )
     for name, value in item.fields.items():
-        if name.startswith("forgotten_"):
+        if name.startswith("forgotten_") or name == "stale":
             continue
         lines.append(f"{name}: {value}")
     text = "\n".join(lines)

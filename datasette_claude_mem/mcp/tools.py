@@ -230,6 +230,9 @@ async def remember(
                          "project:<key>/decisions; global/... for every project")] = None,
     key: Annotated[str | None, Field(description="With namespace: saving the same key again "
                    "makes a new version that supersedes the last")] = None,
+    functions: Annotated[list[str] | None, Field(description="For a learning: the functions "
+                         "it is about (name, or path::name); it is flagged stale once one of "
+                         "them changes")] = None,
     project: Project = None,
     session_id: SessionId = None,
 ) -> str:  # fmt: skip
@@ -245,6 +248,7 @@ async def remember(
         data = LearningCreate(
             category=category or LearningCategory.PATTERN, content=text,
             confidence=confidence, project=current, source_session_id=session_id,
+            functions=[name for name in functions or [] if name.strip()],
         )  # fmt: skip
         saved = await _write(caller, lambda s: s.create_learning(data))
         verb = "Saved" if saved.created else "Already known:"

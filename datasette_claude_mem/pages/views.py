@@ -425,6 +425,9 @@ def row_extras_data(store: Store, table: str, pk: str, payloads: bool) -> dict[s
     )
     if extras is None:
         return {}
+    kind = {"observations": "observation", "learnings": "learning"}.get(table)
+    if kind is not None:
+        extras["stale"] = bool(store.stale_ids(kind, [pk]))
     payload = extras.get("payload")
     if payload is not None:
         payload["tool_input"] = pretty_json(payload["tool_input"])

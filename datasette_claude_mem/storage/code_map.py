@@ -27,59 +27,116 @@ if TYPE_CHECKING:
     pass
 
 
+def _row_info(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as the fields of a function, to record it again (as deleted)."""
+    return {
+        "qualified_name": row["qualified_name"],
+        "kind": row["kind"],
+        "signature": row["signature"],
+        "docstring": row["docstring"],
+        "body_hash": row["body_hash"],
+        "decorators": json.loads(row["decorators"]),
+    }
+
+
+def _base_of(
+    mine: dict[str, dict], data: FunctionMapUpsert, others: dict[str, dict]
+) -> dict[str, dict[str, Any]]:
+    """The file's first state in this session, by function name; a body_hash of None marks
+    a function the session added. Fixed by the session's first call for the file."""
+    if mine:
+        return {name: {**_row_info(r), "body_hash": r["base_hash"]} for name, r in mine.items()}
+    if data.baseline is not None and not (data.baseline_fallback and others):
+        return {fn.qualified_name: fn.model_dump() for fn in data.baseline}
+    return {
+        name: _row_info(r) for name, r in others.items() if r["change_type"] != ChangeType.DELETED
+    }
+
+
+def _changed_at(
+    prior: dict | None, other: dict | None, body_hash: str, change: ChangeType, now: str
+) -> str | None:
+    """When this function's body was last seen to change: kept from this session's row while
+    the body stays, now when it moves; on first sight, now when it differs from its base or
+    from what another session last recorded (an edit made between sessions)."""
+    if prior is not None:
+        if prior["change_type"] == ChangeType.DELETED or prior["body_hash"] != body_hash:
+            return now
+        return prior["changed_at"]
+    if change != ChangeType.UNCHANGED:
+        return now
+    if other is not None and (
+        other["change_type"] == ChangeType.DELETED or other["body_hash"] != body_hash
+    ):
+        return now
+    return None
+
+
 class CodeMapStore:
     def upsert_functions(self, data: FunctionMapUpsert) -> list[FunctionMapEntry]:
-        """Record a file's functions as this session sees them, with what changed.
+        """Record a file's functions as this session sees them, with what the session changed.
 
-        A function is compared with how the file stood before this session: new when it was
-        not there (or had been deleted), modified when its body hash differs, unchanged
-        otherwise; a function that was there and is missing now is recorded as deleted.
+        Each function is compared with the file's first state in this session (its base):
+        the ``baseline`` the first call brings (what the session saw before changing the
+        file), else the file as other sessions last recorded it, else a ``baseline_fallback``
+        baseline (git HEAD, say), else nothing (all new). A
+        function absent from the base is new, one whose body hash differs modified, one
+        missing now deleted, and the rest unchanged, so merely reading a file changes
+        nothing. ``changed_at`` records when a body was last seen to change, here or
+        between sessions, which is what makes older memories about it stale.
         """
         now = utc_now()
         with self.write() as conn:
             project = self._session_project(data.session_id)
-            before = {
-                row["qualified_name"]: row
-                for row in self._latest_function_rows(project, data.file_path, data.session_id)
+            mine = {
+                r["qualified_name"]: r
+                for r in self._all(
+                    "SELECT * FROM function_map WHERE project = ? AND file_path = ? "
+                    "AND session_id = ?",
+                    [project, data.file_path, data.session_id],
+                )
             }
+            others = {
+                r["qualified_name"]: r
+                for r in self._latest_function_rows(project, data.file_path, data.session_id)
+            }
+            base_info = _base_of(mine, data, others)
             seen = set()
             for fn in data.functions:
-                seen.add(fn.qualified_name)
-                prior = before.get(fn.qualified_name)
-                if prior is None or prior["change_type"] == ChangeType.DELETED:
+                name = fn.qualified_name
+                seen.add(name)
+                base_hash = base_info[name]["body_hash"] if name in base_info else None
+                if base_hash is None:
                     change = ChangeType.NEW
-                elif prior["body_hash"] != fn.body_hash:
+                elif base_hash != fn.body_hash:
                     change = ChangeType.MODIFIED
                 else:
                     change = ChangeType.UNCHANGED
-                self._put_function(conn, project, data, fn.model_dump(), change, now)
-            for name, prior in before.items():
-                if name in seen or prior["change_type"] == ChangeType.DELETED:
+                moved = _changed_at(mine.get(name), others.get(name), fn.body_hash, change, now)
+                row = {**fn.model_dump(), "base_hash": base_hash}
+                self._put_function(conn, project, data, row, change, now, moved)
+            for name, info in base_info.items():
+                prior = mine.get(name)
+                if name in seen or info["body_hash"] is None:
                     continue
-                gone = {
-                    "qualified_name": name,
-                    "kind": prior["kind"],
-                    "signature": prior["signature"],
-                    "docstring": prior["docstring"],
-                    "body_hash": prior["body_hash"],
-                    "decorators": json.loads(prior["decorators"]),
-                }
-                self._put_function(conn, project, data, gone, ChangeType.DELETED, now)
-            # A function deleted earlier in this session and absent again stays deleted; one
-            # this session saw that is now gone from a file it created is simply dropped.
+                if prior is not None and prior["change_type"] == ChangeType.DELETED:
+                    continue
+                gone = {**info, "base_hash": info["body_hash"]}
+                if prior is not None:
+                    gone["body_hash"] = prior["body_hash"]
+                self._put_function(conn, project, data, gone, ChangeType.DELETED, now, now)
+            # A function this session added and then removed again is simply dropped.
+            dropped = [
+                r["id"] for name, r in mine.items() if name not in seen and r["base_hash"] is None
+            ]
+            for row_id in dropped:
+                conn.execute("DELETE FROM function_map WHERE id = ?", [row_id])
             rows = self._all(
                 "SELECT * FROM function_map WHERE project = ? AND file_path = ? "
                 "AND session_id = ? ORDER BY qualified_name",
                 [project, data.file_path, data.session_id],
             )
-            stale = [
-                r["id"]
-                for r in rows
-                if r["qualified_name"] not in seen and r["qualified_name"] not in before
-            ]
-            for row_id in stale:
-                conn.execute("DELETE FROM function_map WHERE id = ?", [row_id])
-        return [FunctionMapEntry.model_validate(r) for r in rows if r["id"] not in stale]
+        return [FunctionMapEntry.model_validate(r) for r in rows]
 
     def _latest_function_rows(
         self, project: str, file_path: str, exclude_session: str | None = None
@@ -106,16 +163,19 @@ class CodeMapStore:
         fn: dict[str, Any],
         change: ChangeType,
         now: str,
+        changed_at: str | None,
     ) -> None:
         conn.execute(
             "INSERT INTO function_map (id, project, session_id, file_path, qualified_name, "
-            "kind, signature, docstring, body_hash, decorators, change_type, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "kind, signature, docstring, body_hash, decorators, change_type, updated_at, "
+            "base_hash, changed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(project, file_path, qualified_name, session_id) DO UPDATE SET "
             "kind = excluded.kind, signature = excluded.signature, "
             "docstring = excluded.docstring, body_hash = excluded.body_hash, "
             "decorators = excluded.decorators, change_type = excluded.change_type, "
-            "updated_at = excluded.updated_at",
+            "updated_at = excluded.updated_at, base_hash = excluded.base_hash, "
+            "changed_at = excluded.changed_at",
             [
                 new_id(),
                 project,
@@ -129,6 +189,8 @@ class CodeMapStore:
                 to_json(fn["decorators"]),
                 str(change),
                 now,
+                fn["base_hash"],
+                changed_at,
             ],
         )
 

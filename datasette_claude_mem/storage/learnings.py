@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from datasette_claude_mem.storage.database import (
     Saved,
     rows_changed,
+    to_json,
 )
 from datasette_claude_mem.storage.errors import NotFound
 from datasette_claude_mem.storage.models import (
@@ -42,8 +43,8 @@ class LearningStore:
             row_id = new_id()
             conn.execute(
                 "INSERT INTO learnings (id, project, category, content, confidence, "
-                "source_session_id, is_active, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                "source_session_id, is_active, created_at, updated_at, functions) "
+                "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
                 [
                     row_id,
                     data.project,
@@ -53,6 +54,7 @@ class LearningStore:
                     data.source_session_id,
                     now,
                     now,
+                    to_json([self.redact_text(name) for name in data.functions]),
                 ],
             )
         learning = self.get_learning(row_id)
@@ -97,6 +99,8 @@ class LearningStore:
             changes["category"] = str(changes["category"])
         if "is_active" in changes:
             changes["is_active"] = int(changes["is_active"])
+        if "functions" in changes:
+            changes["functions"] = to_json([self.redact_text(n) for n in changes["functions"]])
         changes["updated_at"] = utc_now()
         assignments = ", ".join(f"{name} = ?" for name in changes)
         with self.write() as conn:

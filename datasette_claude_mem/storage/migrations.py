@@ -547,3 +547,27 @@ def m010_add_learning_updated_trigger(db: Database) -> None:
             UPDATE learnings SET updated_at = {NOW_DEFAULT} WHERE rowid = NEW.rowid;
         END"""
     )
+
+
+@migrations(name="m011_add_change_tracking")
+def m011_add_change_tracking(db: Database) -> None:
+    """What a session's change is measured against, and when code last changed, so a
+    function only read is not reported changed and a memory about code changed since can be
+    flagged stale. base_hash is a function's body hash in the file's first state as the
+    session saw it (NULL when the session added it); changed_at is when this row last saw
+    the body change (NULL while it never did). A learning can name the functions it is
+    about. Rows made before this migration keep what is known: their change time is their
+    last update, their base is their hash where they were unchanged."""
+    db.execute("ALTER TABLE function_map ADD COLUMN base_hash TEXT")
+    db.execute("ALTER TABLE function_map ADD COLUMN changed_at TEXT")
+    db.execute(
+        "UPDATE function_map SET base_hash = CASE change_type "
+        "WHEN 'new' THEN NULL ELSE body_hash END, "
+        "changed_at = CASE change_type WHEN 'unchanged' THEN NULL ELSE updated_at END"
+    )
+    db.execute("CREATE INDEX idx_fn_name ON function_map(project, qualified_name)")
+    db.execute(
+        "CREATE INDEX idx_fn_changed ON function_map(project, changed_at) "
+        "WHERE changed_at IS NOT NULL"
+    )
+    db.execute(f"ALTER TABLE learnings ADD COLUMN {_json_array('functions')}")

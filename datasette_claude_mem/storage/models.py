@@ -314,6 +314,8 @@ class FunctionMapUpsert(Input):
     session_id: NonEmpty
     file_path: NonEmpty
     functions: list[FunctionInput]
+    baseline: list[FunctionInput] | None = Field(None, description="the file before the session")
+    baseline_fallback: bool = Field(False, description="baseline only if no session has the file")
 
 
 class FunctionMapEntry(Record):
@@ -329,6 +331,8 @@ class FunctionMapEntry(Record):
     decorators: JsonList = Field(default_factory=list)
     change_type: ChangeType
     updated_at: Timestamp
+    base_hash: str | None = None
+    changed_at: Timestamp | None = None
 
 
 class EdgeInput(Input):
@@ -373,6 +377,7 @@ class LearningCreate(Input):
     confidence: Confidence = 0.5
     project: str | None = Field(None, description="None makes a global learning")
     source_session_id: str | None = None
+    functions: list[NonEmpty] = Field(default_factory=list, description="code it is about")
 
 
 class LearningUpdate(Input):
@@ -380,6 +385,7 @@ class LearningUpdate(Input):
     content: NonEmpty | None = None
     confidence: Confidence | None = None
     is_active: bool | None = None
+    functions: list[NonEmpty] | None = None
 
 
 class Learning(Record):
@@ -392,6 +398,7 @@ class Learning(Record):
     is_active: bool
     created_at: Timestamp
     updated_at: Timestamp
+    functions: JsonList = Field(default_factory=list)
 
 
 # Queue
@@ -535,6 +542,7 @@ class SearchHit(BaseModel):
     rank: float = Field(description="Lower is better: weighted bm25, or 1 - cosine similarity")
     score: float = Field(default=0.0, description="Higher is better, within one answer")
     created_at: Timestamp
+    stale: bool = Field(default=False, description="About code changed since; ranked lower")
 
 
 # Memory entries: what an agent saves on purpose

@@ -16,6 +16,7 @@ from typing import Any
 
 from datasette_claude_mem.storage.models import FunctionMapEntry
 from datasette_claude_mem.storage.search import fts_query
+from datasette_claude_mem.storage.staleness import STALE_KINDS
 from datasette_claude_mem.storage.store import Store
 
 KINDS = ("observation", "learning", "note", "session", "prompt")
@@ -34,6 +35,16 @@ class Hit:
     size: int = 0  # characters `get` would answer with
     rank: float = 0.0
     session_id: str | None = None
+    stale: bool = False  # about code that changed since (storage/staleness.py)
+
+
+def mark_stale(store: Store, hits: list[Hit]) -> list[Hit]:
+    """Flag the observations and learnings among hits whose code changed since."""
+    for kind in STALE_KINDS:
+        stale = store.stale_ids(kind, [h.id for h in hits if h.kind == kind])
+        for hit in hits:
+            hit.stale = hit.stale or (hit.kind == kind and hit.id in stale)
+    return hits
 
 
 @dataclass
@@ -85,6 +96,8 @@ def search(
         hits = [h for h in hits if h.at >= since]
     hits.sort(key=lambda h: h.at, reverse=True)
     hits.sort(key=lambda h: h.rank)  # stable: equal ranks stay newest first
+    mark_stale(store, hits)
+    hits.sort(key=lambda h: h.stale)  # what changed since goes below what is current
     return hits[:limit]
 
 
@@ -107,12 +120,13 @@ def _with_sizes(store: Store, found: list) -> list[Hit]:
             files = json.loads(row.get("files_touched") or "[]")
             hits.append(
                 Hit("observation", h.id, at, h.title, row.get("tool_name", ""),
-                    files[0] if files else "", row.get("size", 0), h.rank, h.session_id)
+                    files[0] if files else "", row.get("size", 0), h.rank, h.session_id,
+                    h.stale)
             )  # fmt: skip
         else:
             hits.append(
                 Hit("learning", h.id, at, h.snippet, h.title, "", len(h.snippet), h.rank,
-                    h.session_id)
+                    h.session_id, h.stale)
             )  # fmt: skip
     return hits
 
@@ -180,8 +194,8 @@ _RECORD_SQL = {
     "detail, files_touched, functions_changed, forgotten_at, forgotten_by, forgotten_reason "
     "FROM observations WHERE id = ?",
     "learning": "SELECT id, project, source_session_id AS session_id, created_at, category, "
-    "confidence, content, is_active, forgotten_at, forgotten_by, forgotten_reason "
-    "FROM learnings WHERE id = ?",
+    "confidence, content, functions, is_active, forgotten_at, forgotten_by, "
+    "forgotten_reason FROM learnings WHERE id = ?",
     "note": "SELECT id, project, session_id, created_at, namespace, key, version, kind, "
     "category, confidence, value, superseded_at, created_by, forgotten_at, forgotten_by, "
     "forgotten_reason FROM memory_entries WHERE id = ?",
@@ -198,9 +212,11 @@ def record(store: Store, row_id: str) -> Record | None:
         row = store._one(sql, [row_id])
         if row is not None:
             fields = {k: v for k, v in row.items() if v is not None and k not in ("id", "project")}
-            for name in ("files_touched", "functions_changed"):
+            for name in ("files_touched", "functions_changed", "functions"):
                 if name in fields:
                     fields[name] = ", ".join(json.loads(fields[name])) or None
+            if kind in STALE_KINDS and store.stale_ids(kind, [row_id]):
+                fields = {"stale": "the code it is about changed since", **fields}
             return Record(kind, row_id, row["project"], {k: v for k, v in fields.items() if v})
     return None
 
@@ -241,11 +257,11 @@ def timeline(
         {**params, "after": after + (1 if anchor else 0)},
     )
     rows = [*reversed(earlier), *later]
-    return [
+    return mark_stale(store, [
         Hit(r["kind"], r["id"], r["created_at"], str(r["title"]), r["label"],
             (json.loads(r["files"]) or [""])[0], 0, 0.0, session)
         for r in rows
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 # About one file or function
@@ -300,6 +316,10 @@ def about(store: Store, project: str, path: str | None, function: str | None) ->
         Hit("learning", item.id, item.created_at.isoformat(), item.content, item.category,
             size=len(item.content))
         for item in store.active_learnings(project, limit=FETCH)
-        if needle and needle in item.content
+        if needle and (needle in item.content or any(needle in f for f in item.functions))
     ][:10]  # fmt: skip
+    mark_stale(store, found.observations)
+    mark_stale(store, found.learnings)
+    found.observations.sort(key=lambda h: h.stale)
+    found.learnings.sort(key=lambda h: h.stale)
     return found

@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, Field
 
 from datasette_claude_mem.storage.models import SearchHit
+from datasette_claude_mem.storage.staleness import STALE_KINDS, stale_ids
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "semantic", "hybrid")
@@ -276,6 +277,16 @@ def fuse(rankings: Sequence[Sequence[SearchHit]], limit: int) -> list[SearchHit]
     return result
 
 
+def demote_stale(conn: sqlite3.Connection, hits: list[SearchHit]) -> list[SearchHit]:
+    """Mark hits about code changed since, and put them after the current ones (in order)."""
+    for kind in STALE_KINDS:
+        stale = stale_ids(conn, kind, [h.id for h in hits if h.kind == kind])
+        for hit in hits:
+            if hit.kind == kind and hit.id in stale:
+                hit.stale = True
+    return sorted(hits, key=lambda hit: hit.stale)
+
+
 def search(
     conn: sqlite3.Connection,
     query: str,
@@ -309,6 +320,7 @@ def search(
     args = {"project": project, "since": since}
     if used == "keyword":
         hits = keyword_hits(conn, query, kinds=wanted, limit=limit, marks=marks, **args)
+        hits = demote_stale(conn, hits)
         return SearchResult(
             hits=hits, mode=used, requested_mode=mode, notice=notice, kinds=list(wanted)
         )
@@ -321,6 +333,7 @@ def search(
                 "these are keyword hits"
             )
         hits = keyword_hits(conn, query, kinds=wanted, limit=limit, marks=marks, **args)
+        hits = demote_stale(conn, hits)
         return SearchResult(
             hits=hits, mode="keyword", requested_mode=mode, notice=notice, kinds=list(wanted)
         )
@@ -331,7 +344,7 @@ def search(
         words = keyword_hits(conn, query, kinds=wanted, limit=limit * 2, marks=marks, **args)
         hits = fuse([words, similar], limit)
     return SearchResult(
-        hits=hits,
+        hits=demote_stale(conn, hits),
         mode=used,
         requested_mode=mode,
         notice=notice,

@@ -27,6 +27,7 @@ from datasette_claude_mem.storage.observations import ObservationStore
 from datasette_claude_mem.storage.queue import QueueStore
 from datasette_claude_mem.storage.search import search
 from datasette_claude_mem.storage.sessions import SessionStore
+from datasette_claude_mem.storage.staleness import StalenessStore
 
 if TYPE_CHECKING:
     pass
@@ -40,6 +41,7 @@ class Store(
     QueueStore,
     EventLogStore,
     EntryStore,
+    StalenessStore,
     StoreBase,
 ):
     """Every read and write of the memory, by family (each mixin one table or two)."""

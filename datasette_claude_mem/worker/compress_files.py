@@ -38,7 +38,7 @@ from datasette_claude_mem.worker.summary_text import (
 )
 
 
-def _strip_line_numbers(text: str) -> tuple[str, int | None]:
+def strip_line_numbers(text: str) -> tuple[str, int | None]:
     """Undo Read's "     1\\t" numbering; returns the text and its first line number."""
     lines = text.splitlines()
     first_text = next((line for line in lines if line.strip()), None)
@@ -66,7 +66,7 @@ def compress_read(tool_input: dict[str, Any], parsed: Any, raw: str) -> Parts:
         return Parts(title, f"Read image {path}".strip())
     content = file_info.get("content")
     content = content if isinstance(content, str) else response_text(parsed, raw)
-    content, first_line = _strip_line_numbers(content)
+    content, first_line = strip_line_numbers(content)
     start = (
         as_int(file_info.get("startLine")) or first_line or as_int(tool_input.get("offset")) or 1
     )

@@ -44,6 +44,7 @@ from datasette_claude_mem.worker.code_index import (
     python_module_resolver,
 )
 from datasette_claude_mem.worker.compress import Compressed, compress
+from datasette_claude_mem.worker.file_states import Baseline, baseline_for, item_path
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 T = TypeVar("T")
@@ -204,11 +205,13 @@ def _project_file(project_root: Path, path: str) -> tuple[Path, str] | None:
 
 @dataclass
 class SourceIndex:
-    """One Python file of the project as it is on disk: its functions and its calls."""
+    """One Python file of the project as it is on disk: its functions and its calls, and
+    the functions of its state before the session changed it."""
 
     file_path: str
     functions: list
     calls: list
+    baseline: Baseline | None = None
 
 
 def read_sources(item: QueueItem, project_dir: str | None) -> list[SourceIndex]:
@@ -217,6 +220,8 @@ def read_sources(item: QueueItem, project_dir: str | None) -> list[SourceIndex]:
         return []
     root = Path(project_dir)
     resolver = python_module_resolver(root)
+    own = item_path(item.tool_input)
+    own_file = _project_file(root, own) if own else None
     parsed = []
     for path in item.files_touched:
         found = _project_file(root, path)
@@ -229,8 +234,31 @@ def read_sources(item: QueueItem, project_dir: str | None) -> list[SourceIndex]:
             calls = extract_calls(source, relative, resolver)
         except (OSError, UnicodeDecodeError, SourceError):
             continue
-        parsed.append(SourceIndex(relative, functions, calls))
+        baseline = baseline_for(
+            item.tool_name,
+            item.tool_input,
+            item.raw_output,
+            root=root,
+            relative=relative,
+            is_item_file=own_file is not None and own_file[0] == on_disk,
+            current=functions,
+        )
+        parsed.append(SourceIndex(relative, functions, calls, baseline))
     return parsed
+
+
+def _function_inputs(functions: list) -> list[FunctionInput]:
+    return [
+        FunctionInput(
+            qualified_name=f.qualified_name,
+            kind=f.kind,
+            signature=f.signature,
+            docstring=f.docstring,
+            body_hash=f.body_hash,
+            decorators=list(f.decorators),
+        )
+        for f in functions
+    ]
 
 
 def write_sources(store: Store, item: QueueItem, sources: list[SourceIndex]) -> list[str]:
@@ -240,17 +268,9 @@ def write_sources(store: Store, item: QueueItem, sources: list[SourceIndex]) -> 
             FunctionMapUpsert(
                 session_id=item.session_id,
                 file_path=parsed.file_path,
-                functions=[
-                    FunctionInput(
-                        qualified_name=f.qualified_name,
-                        kind=f.kind,
-                        signature=f.signature,
-                        docstring=f.docstring,
-                        body_hash=f.body_hash,
-                        decorators=list(f.decorators),
-                    )
-                    for f in parsed.functions
-                ],
+                functions=_function_inputs(parsed.functions),
+                baseline=(_function_inputs(parsed.baseline.functions) if parsed.baseline else None),
+                baseline_fallback=parsed.baseline.fallback if parsed.baseline else False,
             )
         )
         store.add_edges(
@@ -370,13 +390,15 @@ class Worker:
         try:
             with store.write():
                 write_log(store, item, getattr(result, "log", []))
-                _, made = store.complete(item.id, self.worker_id, observation)
+                # The code first: a change then never postdates the observation that made
+                # it, so the observation is not stale by its own change.
                 if self.index_code and sources:
                     try:
                         with store.write():
                             write_sources(store, item, sources)
                     except Exception as error:  # noqa: BLE001 - the index is a by-product
                         index_error = f"{type(error).__name__}: {error}"
+                _, made = store.complete(item.id, self.worker_id, observation)
         except (LeaseLost, NotFound) as error:
             return Outcome(item.id, False, error=str(error))
         return Outcome(

@@ -49,6 +49,8 @@ OTHER_INDEXES = {
     "idx_cg_caller_name",
     "idx_cg_callee_name",
     "idx_obs_agent",
+    "idx_fn_name",
+    "idx_fn_changed",
 }
 TRIGGERS = {
     "observations_ai",
@@ -457,3 +459,41 @@ def test_an_edit_by_the_sqlite_utils_cli_moves_a_learnings_updated_at(store: Sto
     row = store.conn.execute("SELECT confidence, updated_at FROM learnings").fetchone()
     assert row[0] == 0.9
     assert row[1] > old and re.match(TS_RE, row[1])
+
+
+M011_COLUMNS = {"function_map": {"base_hash", "changed_at"}, "learnings": {"functions"}}
+
+
+@pytest.mark.parametrize("table", sorted(M011_COLUMNS))
+def test_m011_adds_what_change_tracking_needs(store: Store, table: str) -> None:
+    columns = {r[1] for r in store.conn.execute(f"PRAGMA table_info({table})")}
+    assert M011_COLUMNS[table] <= columns
+
+
+def test_m011_keeps_what_earlier_rows_knew_of_their_changes(tmp_path: Path) -> None:
+    database = Database(connect(tmp_path / "old.db"), execute_plugins=False)
+    try:
+        migrations.apply(database, stop_before="m011_add_change_tracking")
+        database.execute(
+            "INSERT INTO sessions (id, project, project_dir) VALUES ('old', 'p', '/p')"
+        )
+        for name, change in (("a", "new"), ("b", "modified"), ("c", "unchanged")):
+            database.execute(
+                "INSERT INTO function_map (session_id, file_path, qualified_name, kind, "
+                "body_hash, change_type, updated_at) VALUES ('old', 'm.py', ?, 'function', "
+                "'h-' || ?, ?, '2001-01-01T00:00:00.000Z')",
+                [name, name, change],
+            )
+        database.execute("INSERT INTO learnings (category, content) VALUES ('gotcha', 'c')")
+        assert migrate(database) == ["m011_add_change_tracking"]
+        rows = database.execute(
+            "SELECT qualified_name, base_hash, changed_at FROM function_map ORDER BY 1"
+        ).fetchall()
+        assert rows == [
+            ("a", None, "2001-01-01T00:00:00.000Z"),
+            ("b", "h-b", "2001-01-01T00:00:00.000Z"),
+            ("c", "h-c", None),
+        ]
+        assert database.execute("SELECT functions FROM learnings").fetchall() == [("[]",)]
+    finally:
+        database.conn.close()

@@ -190,10 +190,10 @@ def test_in_server_worker_turns_hooks_into_observations(serve, project: Path) ->
     assert [ok for _, ok in rows] == [1] * 6
     assert rows[0][0] == f"Read {project / 'tool.py'}"
     assert rows[1][0] == "Run: echo step 1"
-    # The file the Read touched is in the function map and the call graph.
+    # The file the Read touched is in the function map (read, so unchanged) and the call graph.
     assert server.query(
         "SELECT file_path, qualified_name, change_type FROM function_map ORDER BY 2"
-    ) == [("tool.py", "main", "new"), ("tool.py", "parse", "new")]
+    ) == [("tool.py", "main", "unchanged"), ("tool.py", "parse", "unchanged")]
     assert server.query(
         "SELECT caller_function, callee_file, callee_function FROM call_graph "
         "WHERE resolution = 'direct'"
