@@ -117,6 +117,10 @@ def check_recall(session: Session, fake: FakeAnthropic, ours: str, theirs: str) 
 
     requests = fake.model_requests(MARKER)
     assert len(requests) == 3  # search, get, and the closing turn
+    # The context the session started with closed with the way to ask the memory more.
+    closing = SESSION_NAMED.search(request_text(requests[0].body))
+    line = request_text(requests[0].body)[: closing.end()].rsplit("\n", 1)[-1]
+    assert "search → timeline → get" in line, line
     after_get = request_text(requests[-1].body)
     assert last_tool_result(requests[-1].body).startswith(f"## observation {ours}")
     assert OURS in after_get and "DETAIL-earlier" in after_get
