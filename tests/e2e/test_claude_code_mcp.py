@@ -31,13 +31,16 @@ OURS = "The retry budget moved into settings.toml after the outage"
 THEIRS = "Retry budget of the billing service lives in vault"
 
 
+# The turns below run inside the fake API's request handler, where a failed assert would only
+# make Claude Code retry until it times out: they answer something that fails the checks.
+
+
 def tool_named(body: dict[str, Any], tool: str) -> str:
     """The name Claude Code gives the memory server's tool: mcp__claude-mem__<tool> when
     registered by install, with the plugin's prefix when the plugin brings it."""
     names = [t.get("name", "") for t in body.get("tools", [])]
     ours = [n for n in names if n.endswith(f"{MCP_SERVER_NAME}__{tool}")]
-    assert ours, f"Claude Code offered the model no memory {tool} tool: {names}"
-    return ours[0]
+    return ours[0] if ours else f"not-offered__{tool}"
 
 
 def last_tool_result(body: dict[str, Any]) -> str:
@@ -55,16 +58,14 @@ def last_tool_result(body: dict[str, Any]) -> str:
 
 def search_input(body: dict[str, Any]) -> dict[str, Any]:
     """What a model does with the context's last line: name the session it was given."""
-    named = SESSION_NAMED.findall(request_text(body))
-    assert named, "the SessionStart context named no session for the tools"
+    named = SESSION_NAMED.findall(request_text(body)) or ["no-session-named"]
     return {"query": "retry budget", "session_id": named[-1]}
 
 
 def get_input(body: dict[str, Any]) -> dict[str, Any]:
     """`get` with the first id the search answer listed."""
-    found = ROW_ID.findall(last_tool_result(body))
-    assert found, f"the search answer listed no id: {last_tool_result(body)!r}"
-    named = SESSION_NAMED.findall(request_text(body))
+    found = ROW_ID.findall(last_tool_result(body)) or ["none-listed"]
+    named = SESSION_NAMED.findall(request_text(body)) or ["no-session-named"]
     return {"ids": found[:1], "session_id": named[-1]}
 
 
@@ -109,6 +110,7 @@ def check_recall(session: Session, fake: FakeAnthropic, ours: str, theirs: str) 
     assert session.returncode == 0, session.stderr
     uses = session.tool_uses()
     assert [u["name"].rsplit("__", 1)[-1] for u in uses] == ["search", "get"], uses
+    assert not any(u["name"].startswith("not-offered") for u in uses), "no memory tools"
     results = session.tool_results()
     found = str(results[uses[0]["id"]]["content"])
     assert ours in found and theirs not in found
@@ -119,6 +121,7 @@ def check_recall(session: Session, fake: FakeAnthropic, ours: str, theirs: str) 
     assert len(requests) == 3  # search, get, and the closing turn
     # The context the session started with closed with the way to ask the memory more.
     closing = SESSION_NAMED.search(request_text(requests[0].body))
+    assert closing, "the SessionStart context named no session for the tools"
     line = request_text(requests[0].body)[: closing.end()].rsplit("\n", 1)[-1]
     assert "search → timeline → get" in line, line
     after_get = request_text(requests[-1].body)
