@@ -44,6 +44,22 @@ FTS_OF = {
 }
 
 
+# The tables that name their project, as a project page counts them.
+PROJECT_TABLES = (
+    "sessions",
+    "observations",
+    "pending_queue",
+    "event_log",
+    "prompts",
+    "function_map",
+    "call_graph",
+    "learnings",
+    "memory_entries",
+    "documents",
+    "doc_chunks",
+)
+
+
 class ForgetRequest(Input):
     """What to forget: one row by kind and id, or a project's rows, or everything before a
     date (of one project when given), optionally of some kinds only."""
@@ -82,6 +98,18 @@ class ForgetRequest(Input):
         elif self.kind == "before" and self.before is None:
             raise ValueError("before: the date everything older than is forgotten")
         return self
+
+
+class ForgetOne(Input):
+    """The body of a DELETE that forgets one row: optional, and only why."""
+
+    reason: str | None = Field(None, description="Why, kept in the tombstone")
+
+
+class LearningDelete(ForgetOne):
+    """DELETE /learnings/{id}: retired (kept on record) unless hard, then deleted for good."""
+
+    hard: bool = Field(False, description="Delete it for good rather than retire it")
 
 
 class Tombstone(Record):
@@ -173,6 +201,34 @@ class ForgetStore:
             "SELECT * FROM tombstones ORDER BY created_at DESC, id DESC LIMIT ?", [limit]
         )
         return [Tombstone.model_validate(r) for r in rows]
+
+    def project_holdings(self, project: str, limit: int = 200) -> dict[str, Any] | None:
+        """What a project holds, which forgetting it would delete: rows per table, its
+        latest sessions and its learnings and notes; None for a project never seen."""
+        counts = {
+            table: self._one(f"SELECT count(*) AS n FROM {table} WHERE project = ?", [project])["n"]
+            for table in PROJECT_TABLES
+        }
+        if not any(counts.values()):
+            return None
+        sessions = self._all(
+            "SELECT id, status, started_at, ended_at, observation_count, "
+            "substr(summary, 1, 200) AS summary FROM sessions WHERE project = ? "
+            "ORDER BY started_at DESC, id DESC LIMIT ?",
+            [project, limit],
+        )
+        learnings = self._all(
+            "SELECT id, category, is_active, substr(content, 1, 200) AS content FROM learnings "
+            "WHERE project = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+            [project, limit],
+        )
+        notes = self._all(
+            "SELECT id, namespace, key, version, substr(value, 1, 200) AS value "
+            "FROM memory_entries WHERE project = ? AND superseded_at IS NULL "
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
+            [project, limit],
+        )
+        return {"counts": counts, "sessions": sessions, "learnings": learnings, "notes": notes}
 
     def _session_or_404(self, session_id: str | None) -> None:
         if self._one("SELECT 1 FROM sessions WHERE id = ?", [session_id]) is None:
@@ -358,4 +414,12 @@ def _erase_scope(
         _delete(conn, counts, "call_graph", "project = :project", params)
 
 
-__all__ = ["ForgetRequest", "ForgetStore", "Scope", "Tombstone", "StoreError"]
+__all__ = [
+    "ForgetOne",
+    "ForgetRequest",
+    "ForgetStore",
+    "LearningDelete",
+    "Scope",
+    "StoreError",
+    "Tombstone",
+]
