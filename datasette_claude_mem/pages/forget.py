@@ -74,6 +74,9 @@ def _form_request(body: bytes) -> tuple[ForgetRequest, str | None]:
         name: form[name][0].strip() for name in FORM_FIELDS if form.get(name, [""])[0].strip()
     }
     kinds = [k for k in form.get("kinds", []) if k]
+    if form.get("kinds_shown") and not kinds:
+        # Every box unticked means nothing, not everything.
+        raise ApiError(400, "kinds: tick at least one kind of thing to forget")
     if kinds and set(kinds) != set(SCOPE_KINDS):
         data["kinds"] = kinds
     back = (form.get("next") or [None])[0]
