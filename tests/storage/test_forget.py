@@ -336,3 +336,32 @@ def test_tombstones_are_listed_newest_first(store: Store, two) -> None:
     assert [t.forgotten_by for t in store.tombstones()] == ["b", "a"]
     with pytest.raises(sqlite3.IntegrityError):
         store.conn.execute("INSERT INTO tombstones (kind, forgotten_by) VALUES ('everything', 'x')")
+
+
+def test_a_call_edge_another_session_confirmed_stays_with_that_session(
+    store: Store, tmp_path: Path
+) -> None:
+    from datasette_claude_mem.storage.models import EdgeInput, EdgesAdd, SessionStart
+
+    project_dir = tmp_path / "shared"
+    (project_dir / ".git").mkdir(parents=True)
+    earlier, later = (
+        store.create_session(SessionStart(project_dir=str(project_dir))).row for _ in range(2)
+    )
+    function = FunctionInput(qualified_name="main", kind="function", body_hash="h")
+    edge = EdgeInput(caller_file="app.py", caller_function="main", callee_function="parse",
+                     resolution="unresolved")  # fmt: skip
+    only_later = EdgeInput(caller_file="new.py", caller_function="run", callee_function="go",
+                           resolution="unresolved")  # fmt: skip
+    for s in (earlier, later):
+        store.upsert_functions(
+            FunctionMapUpsert(session_id=s.id, file_path="app.py", functions=[function])
+        )
+        store.add_edges(EdgesAdd(session_id=s.id, edges=[edge]))
+    store.add_edges(EdgesAdd(session_id=later.id, edges=[only_later]))
+
+    store.erase(ForgetRequest(kind="session", id=later.id), by="me")
+
+    [kept] = db_rows(Path(store.conn.execute("PRAGMA database_list").fetchone()[2]),
+                     "SELECT caller_file, session_id, times_confirmed FROM call_graph")  # fmt: skip
+    assert kept == {"caller_file": "app.py", "session_id": earlier.id, "times_confirmed": 0}
