@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, suppress
 from datetime import datetime
@@ -192,6 +193,11 @@ class ForgetStore:
                 ],
             )
         self.checkpoint()
+        # Vectors kept in memory by semantic search, if this process loaded any (importing
+        # the module here would need numpy, which only the embeddings extra brings).
+        vectors = sys.modules.get("datasette_claude_mem.storage.vectors")
+        if vectors is not None and kept.get("embeddings"):
+            vectors.drop_indexes(self.conn)
         row = self._one("SELECT * FROM tombstones WHERE id = ?", [tombstone_id])
         return Tombstone.model_validate(row)
 

@@ -365,3 +365,40 @@ def test_a_call_edge_another_session_confirmed_stays_with_that_session(
     [kept] = db_rows(Path(store.conn.execute("PRAGMA database_list").fetchone()[2]),
                      "SELECT caller_file, session_id, times_confirmed FROM call_graph")  # fmt: skip
     assert kept == {"caller_file": "app.py", "session_id": earlier.id, "times_confirmed": 0}
+
+
+def test_a_tool_use_in_flight_when_its_session_is_forgotten_is_not_written_back(
+    store: Store, session
+) -> None:
+    item = store.enqueue(
+        QueueItemCreate(
+            session_id=session.id, tool_use_id="t", tool_name="Bash", raw_output=MARKER
+        )  # fmt: skip
+    ).row
+    [claimed] = store.claim(1, worker="w")
+    store.erase(ForgetRequest(kind="session", id=session.id), by="me")
+    with pytest.raises(NotFound):
+        store.complete(
+            claimed.id,
+            "w",
+            ObservationCreate(session_id=session.id, tool_name="Bash", title="t", summary="s"),
+        )
+    assert count(store, "observations") == 0 and count(store, "pending_queue") == 0
+    assert item.id == claimed.id
+
+
+def test_semantic_search_lets_go_of_the_vectors_of_what_was_forgotten(store: Store, two) -> None:
+    np = pytest.importorskip("numpy")
+    from datasette_claude_mem.storage import vectors
+
+    class Fixed:
+        name, version = "m", "1"
+
+        def embed(self, texts):
+            return np.ones((len(texts), 1), dtype=np.float32)
+
+    first, _ = two
+    index = vectors.SemanticSearch(Fixed()).index(store.conn)
+    assert len(index.keys) == 3
+    store.erase(ForgetRequest(project=first), by="me")
+    assert vectors.SemanticSearch(Fixed()).index(store.conn).keys == []
