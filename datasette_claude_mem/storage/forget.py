@@ -18,7 +18,6 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, suppress
-from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -26,7 +25,14 @@ from pydantic import Field, field_validator, model_validator
 
 from datasette_claude_mem.storage.database import rows_changed, to_json
 from datasette_claude_mem.storage.errors import NotFound, StoreError
-from datasette_claude_mem.storage.models import Input, JsonObject, Record, Timestamp, new_id
+from datasette_claude_mem.storage.models import (
+    Input,
+    JsonObject,
+    Record,
+    Timestamp,
+    format_ts,
+    new_id,
+)
 
 # One row of one of these, by its id.
 ROW_KINDS = ("session", "observation", "learning", "note")
@@ -159,7 +165,7 @@ class ForgetStore:
         tombstone, and take the content out of the file: the one way anything is forgotten
         for good, from the pages, the API and the command line alike."""
         counts: dict[str, int] = {}
-        before = None if request.before is None else _ts(request.before)
+        before = None if request.before is None else format_ts(request.before)
         with self.write() as conn:
             if request.kind == "session":
                 self._session_or_404(request.id)
@@ -283,12 +289,6 @@ class ForgetStore:
             "(namespace, key) = (SELECT namespace, key FROM memory_entries WHERE id = :id)",
             {"id": entry_id},
         )
-
-
-def _ts(moment: datetime) -> str:
-    from datasette_claude_mem.storage.models import format_ts
-
-    return format_ts(moment)
 
 
 def _files(value: str | None, root: str | None) -> list[str]:
