@@ -172,3 +172,38 @@ async def test_the_openapi_document_lists_the_forgets(ds: Datasette):
     assert "delete" in paths["/-/claude-mem/observations/{observation_id}"]
     assert "delete" in paths["/-/claude-mem/notes/{note_id}"]
     assert "post" in paths["/-/claude-mem/forget"]
+
+
+def test_a_running_server_wipes_what_it_forgets_from_the_file(mem_server, tmp_path: Path):
+    """A real `serve`: its own connections delete securely and checkpoint, so the marker
+    leaves the database and WAL bytes while the server keeps running and reading."""
+    project_dir = tmp_path / "repo"
+    (project_dir / ".git").mkdir(parents=True)
+    keep_dir = tmp_path / "keep"
+    (keep_dir / ".git").mkdir(parents=True)
+    for sid, where in (("gone", project_dir), ("kept", keep_dir)):
+        made = mem_server.request(
+            "POST", "/-/claude-mem/sessions", json={"id": sid, "project_dir": str(where)}
+        )
+        assert made.status_code == 201, made.text
+        for n in range(20):
+            body = {"session_id": sid, "tool_name": "Bash", "title": f"{sid} {MARKER} {n}",
+                    "summary": f"{sid} summary {MARKER} " * 20}  # fmt: skip
+            assert mem_server.request("POST", "/-/claude-mem/observations", json=body).is_success
+    search = mem_server.request("GET", "/-/claude-mem/search", params={"q": MARKER})
+    assert search.status_code == 200 and search.json()["hits"]
+    files = [mem_server.db_path, Path(f"{mem_server.db_path}-wal")]
+
+    def raw() -> bytes:
+        return b"".join(f.read_bytes() for f in files if f.exists())
+
+    assert b"gone summary" in raw()
+
+    response = mem_server.request("DELETE", "/-/claude-mem/sessions/gone")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["row"]["counts"]["observations"] == 20
+    assert b"gone summary" not in raw() and b"gone " + MARKER.encode() not in raw()
+    assert b"kept summary" in raw()
+    hits = mem_server.request("GET", "/-/claude-mem/search", params={"q": MARKER}).json()["hits"]
+    assert hits and {h["session_id"] for h in hits} == {"kept"}
