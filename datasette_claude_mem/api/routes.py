@@ -161,8 +161,8 @@ async def delete_learning(call: Call) -> Response:
     learning_id = call.params["learning_id"]
     data: LearningDelete = call.body
     if data.hard:
-        return await _erase(call, ForgetRequest(kind="learning", id=learning_id,
-                                                reason=data.reason))  # fmt: skip
+        wanted = ForgetRequest(kind="learning", id=learning_id, reason=data.reason)
+        return await _erase(call, wanted)
     return ok(await call.write(lambda s: s.soft_delete_learning(learning_id)))
 
 
@@ -176,11 +176,13 @@ async def _erase(call: Call, request: ForgetRequest) -> Response:
     return ok(await call.write(lambda s: s.erase(request, by)))
 
 
-def _forget_one(kind: str, param: str):
+def _forget_one(kind: str, param: str) -> Callable:
+    """The handler of a DELETE that forgets one row of a kind, named by a URL variable."""
+
     async def handler(call: Call) -> Response:
         data: ForgetOne = call.body
-        return await _erase(call, ForgetRequest(kind=kind, id=call.params[param],
-                                                reason=data.reason))  # fmt: skip
+        wanted = ForgetRequest(kind=kind, id=call.params[param], reason=data.reason)
+        return await _erase(call, wanted)
 
     handler.__name__ = f"forget_{kind}"
     return handler

@@ -338,7 +338,6 @@ async def dashboard(request: Request, datasette: Datasette) -> Response:
             "now": now,
             "database": db.name,
             "worker_process": in_server.status(datasette),
-            "may_forget": await may_forget(datasette, request.actor),
         },
     )
 
