@@ -56,13 +56,14 @@ def register_routes(datasette):
     from datasette_claude_mem.api import export, login
     from datasette_claude_mem.api.routes import routes
     from datasette_claude_mem.mcp import endpoint
-    from datasette_claude_mem.pages import search, views
+    from datasette_claude_mem.pages import forget, search, views
 
     return (
         routes()
         + endpoint.routes()
         + views.routes()
         + search.routes()
+        + forget.routes()
         + export.routes()
         + login.routes()
     )

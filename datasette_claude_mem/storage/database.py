@@ -43,8 +43,12 @@ class Saved(NamedTuple):
 def apply_pragmas(
     conn: sqlite3.Connection, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000
 ) -> None:
-    """The settings every connection to a memory database gets, the store's and Datasette's."""
+    """The settings every connection to a memory database gets, the store's and Datasette's.
+
+    secure_delete zeroes what a delete frees, so forgotten content leaves the file's bytes
+    (storage/forget.py), not only its tables."""
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    conn.execute("PRAGMA secure_delete=ON")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA recursive_triggers=ON")
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous.upper() == 'FULL' else 'NORMAL'}")

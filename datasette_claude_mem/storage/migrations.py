@@ -571,3 +571,32 @@ def m011_add_change_tracking(db: Database) -> None:
         "WHERE changed_at IS NOT NULL"
     )
     db.execute(f"ALTER TABLE learnings ADD COLUMN {_json_array('functions')}")
+
+
+@migrations(name="m013_add_tombstones")
+def m013_add_tombstones(db: Database) -> None:
+    """Forgetting for good: a tombstone row per forget says what kind of thing went, how
+    many rows, who asked, when and why, and never what they held. The indexes let a whole
+    project's rows be found and deleted without scanning, including the rows that point at a
+    deleted row (a foreign key without an index makes each delete scan the child table)."""
+    db.execute(
+        f"""CREATE TABLE tombstones (
+            {_ID},
+            {_enum("kind", ("session", "observation", "learning", "note", "project", "before"))},
+            {_int("count", 0)} CHECK (count >= 0),
+            {_json_object("counts")},
+            forgotten_by TEXT NOT NULL,
+            reason TEXT,
+            before TEXT,
+            {_ts("created_at")}
+        )"""
+    )
+    for statement in (
+        "CREATE INDEX idx_tombstones_time ON tombstones(created_at)",
+        "CREATE INDEX idx_obs_queue_item ON observations(queue_item_id)",
+        "CREATE INDEX idx_learn_session ON learnings(source_session_id)",
+        "CREATE INDEX idx_entries_project ON memory_entries(project, created_at)",
+        "CREATE INDEX idx_entries_session ON memory_entries(session_id)",
+        "CREATE INDEX idx_log_project ON event_log(project, created_at)",
+    ):
+        db.execute(statement)

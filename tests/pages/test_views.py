@@ -402,6 +402,11 @@ async def test_pages_answer_only_get(mem: Datasette) -> None:
         headers={"Sec-Fetch-Site": "same-origin"},  # as the browser sends it from the page
     )
     assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET"  # a DELETE forgets the session
+    response = await mem.client.post(
+        "/-/claude-mem", cookies=as_root(mem), headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert response.status_code == 405
     assert response.headers["allow"] == "GET"
 
 

@@ -25,7 +25,7 @@ MIGRATIONS_FILE = ROOT / "datasette_claude_mem" / "storage" / "migrations.py"
 SQLITE_UTILS = Path(sys.executable).parent / "sqlite-utils"
 TS_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
-TABLES = MEMORY_TABLES | {"observations_fts", "learnings_fts"}
+TABLES = MEMORY_TABLES | {"observations_fts", "learnings_fts", "tombstones"}
 SEED_INDEXES = {
     "idx_obs_session",
     "idx_fn_file",
@@ -51,6 +51,13 @@ OTHER_INDEXES = {
     "idx_obs_agent",
     "idx_fn_name",
     "idx_fn_changed",
+    # m013: forgetting a project, and the rows that point at what a forget deletes.
+    "idx_tombstones_time",
+    "idx_obs_queue_item",
+    "idx_learn_session",
+    "idx_entries_project",
+    "idx_entries_session",
+    "idx_log_project",
 }
 TRIGGERS = {
     "observations_ai",
@@ -142,6 +149,7 @@ def test_store_connection_settings(store: Store) -> None:
     assert store.conn.execute("PRAGMA recursive_triggers").fetchone()[0] == 1
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
     assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert store.conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
 
 
 def test_foreign_keys_are_enforced(conn: sqlite3.Connection) -> None:
@@ -485,7 +493,7 @@ def test_m011_keeps_what_earlier_rows_knew_of_their_changes(tmp_path: Path) -> N
                 [name, name, change],
             )
         database.execute("INSERT INTO learnings (category, content) VALUES ('gotcha', 'c')")
-        assert migrate(database) == ["m011_add_change_tracking"]
+        assert migrate(database)[0] == "m011_add_change_tracking"
         rows = database.execute(
             "SELECT qualified_name, base_hash, changed_at FROM function_map ORDER BY 1"
         ).fetchall()
