@@ -19,7 +19,7 @@ import orjson
 from sqlite_utils import Database
 
 from datasette_claude_mem.storage.errors import is_busy
-from datasette_claude_mem.storage.migrations import migrations
+from datasette_claude_mem.storage.migrations import INCREMENTAL_VACUUM, migrations
 
 if TYPE_CHECKING:
     from datasette_claude_mem.settings import Config
@@ -121,6 +121,7 @@ def migrate(db: Database) -> list[str]:
         shown = ", ".join(foreign[:8]) + (", ..." if len(foreign) > 8 else "")
         raise ForeignDatabase(f"it holds another application's tables ({shown})")
     if not migrations.pending(db):
+        finish_auto_vacuum(db)
         return []
     begin_immediate(db.conn, time.monotonic() + WRITE_RETRY_SECONDS)
     try:
@@ -137,7 +138,22 @@ def migrate(db: Database) -> list[str]:
     # Several processes migrating one new file at once each ask for it, and the switch
     # answers "locked" at once while another connection reads.
     execute_until(db.conn, "PRAGMA journal_mode=WAL", time.monotonic() + WRITE_RETRY_SECONDS)
+    finish_auto_vacuum(db)
     return names
+
+
+def finish_auto_vacuum(db: Database) -> None:
+    """The one VACUUM m014 asks for, run once its step is recorded and outside any
+    transaction; a file that was stopped before it gets it at its next opening."""
+    conn = db.conn
+    if conn.in_transaction:
+        return
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL_VACUUM:
+        return
+    if "m014_enable_retention" not in {m.name for m in migrations.applied(db)}:
+        return
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    execute_until(conn, "VACUUM", time.monotonic() + WRITE_RETRY_SECONDS)
 
 
 def to_json(value: Any) -> str:

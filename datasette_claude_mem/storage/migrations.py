@@ -547,3 +547,19 @@ def m010_add_learning_updated_trigger(db: Database) -> None:
             UPDATE learnings SET updated_at = {NOW_DEFAULT} WHERE rowid = NEW.rowid;
         END"""
     )
+
+
+# SQLite's code for auto_vacuum=INCREMENTAL, as PRAGMA auto_vacuum reads it back.
+INCREMENTAL_VACUUM = 2
+
+
+@migrations(name="m014_enable_retention", transactional=False)
+def m014_enable_retention(db: Database) -> None:
+    """Space freed by retention goes back to the file system: with auto_vacuum=INCREMENTAL
+    the worker returns free pages a few at a time (PRAGMA incremental_vacuum), where
+    otherwise the file would never shrink. An existing file takes the mode only through one
+    VACUUM, which cannot run inside a transaction: the store's migrate, which applies every
+    step inside one, runs it right after its commit; the sqlite-utils CLI runs it here."""
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    if not db.conn.in_transaction:
+        db.execute("VACUUM")
