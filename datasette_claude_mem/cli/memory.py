@@ -195,6 +195,7 @@ def purge(db_path: Path | None, dry_run: bool) -> None:
     give the space back to the file system."""
     from datasette_claude_mem.pages.formatting import size
     from datasette_claude_mem.storage.retention import (
+        RULE_WORDS,
         Policy,
         file_size,
         freeable,
@@ -208,7 +209,7 @@ def purge(db_path: Path | None, dry_run: bool) -> None:
     with Store.open(config, path) as store:
         if dry_run:
             for rule, (rows, nbytes) in freeable(store.conn, policy).items():
-                click.echo(f"{rule.replace('_', ' ')}: {rows} rows, about {size(nbytes)}")
+                click.echo(f"{RULE_WORDS[rule]}: {rows}, about {size(nbytes)}")
             return
         before = file_size(path)
         done = purge(store, policy)

@@ -35,6 +35,7 @@ from datasette_claude_mem.pages.links import Links
 from datasette_claude_mem.storage import overview
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.redactions import read_redaction_counts
+from datasette_claude_mem.storage.retention import Policy, space
 from datasette_claude_mem.worker import in_server
 
 if TYPE_CHECKING:
@@ -317,6 +318,10 @@ async def dashboard(request: Request, datasette: Datasette) -> Response:
     db = await memory_database(datasette, request)
     now = datetime.now(UTC)
     data = await _read(datasette, db, dashboard_data, now)
+    config = plugin.state(datasette).config
+    policy = Policy.from_config(config)
+    data["space"] = await db.execute_fn(lambda conn: space(conn, policy, now=now))
+    data["retention"] = policy
     queries = [{"name": q.name, "title": q.title, "description": q.description} for q in QUERIES]
     return await _render(
         datasette,

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 # Rows deleted per rule in one transaction: 200 payloads of 64 KB are a few milliseconds.
 STEP_ROWS = 200
 RULES = ("payloads", "dead_letters", "events")
+RULE_WORDS = {
+    "payloads": "raw tool outputs",
+    "dead_letters": "dead letters",
+    "events": "event rows",
+}
 
 # What each rule takes: the table it deletes from, the rows it chooses (by the alias's rowid,
 # older than :cutoff), and about how many bytes each of them holds.

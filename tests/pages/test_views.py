@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from datasette.app import Datasette
+from helpers import finished_long_ago
 from markupsafe import escape
 
 from datasette_claude_mem.claude_code.context import SECTIONS, build_context
@@ -338,6 +339,24 @@ async def test_dashboard_of_an_empty_memory(make_ds, memory_path: Path) -> None:
     assert "no batch recorded yet" in markup
     assert "Nothing learned yet." in markup
     assert f"<title>{datetime.now(UTC).date()}: 0 tool uses</title>" in markup
+
+
+@pytest.mark.asyncio
+async def test_dashboard_shows_the_files_size_what_holds_it_and_what_retention_frees(
+    make_ds, memory_path: Path
+) -> None:
+    with Store(memory_path) as store:
+        session = store.create_session(SessionStart(project_dir="/src/big")).row
+        finished_long_ago(store, session.id, 10, 200_000)
+        store.log_event("Stop", {}, session_id=session.id, created_at="2000-01-01T00:00:00.000Z")
+        store.checkpoint()
+    ds = await make_ds(memory_path, plugin={"worker": False, "event_retention_days": 0})
+
+    space = text_of(await page(ds, "/-/claude-mem"), "space")
+
+    assert re.search(r"^Space 2\.\d MB on disk pending_payloads 2\.0 MB ", space), space
+    assert "Retention would free about 2.0 MB now: 10 raw tool outputs." in space
+    assert "kept 30 days once compressed, dead letters 90 days, events forever" in space
 
 
 def test_chart_geometry_stays_inside_the_plot() -> None:
