@@ -276,6 +276,9 @@ class _ServerUpkeep:
     def __init__(self, datasette: Datasette, db: DatasetteDatabase) -> None:
         self.datasette, self.db = datasette, db
 
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        return await read(self.datasette, fn)
+
     async def write(self, fn: Callable[[Store], T]) -> T:
         return await write(self.datasette, fn)
 

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 # Rows deleted per rule in one transaction: 200 payloads of 64 KB are a few milliseconds.
 STEP_ROWS = 200
 RULES = ("payloads", "dead_letters", "events")
+# What holds the file, and what retention would free, are read from every page of the file
+# (about a second per 500 MB here): a page reads them itself only from a file up to this
+# size; the worker measures every file after each retention pass.
+LIVE_DETAIL_BYTES = 64 * 1000 * 1000
 RULE_WORDS = {
     "payloads": "raw tool outputs",
     "dead_letters": "dead letters",
@@ -184,6 +188,9 @@ class Space:
     # (table, bytes), largest first; each index and search index counted with its table.
     tables: list[tuple[str, int]] = field(default_factory=list)
     freeable: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # When tables and freeable were measured; None: not measured (a file too big to read
+    # whole for a page, and no measurement of the worker's yet).
+    measured_at: str | None = None
 
     @property
     def freeable_bytes(self) -> int:
@@ -200,9 +207,17 @@ def _owner(name: str, tables: dict[str, str]) -> str:
     return owner
 
 
-def space(conn: sqlite3.Connection, policy: Policy, *, now: datetime | None = None) -> Space:
-    """The file's size, the bytes each table holds (SQLite's dbstat, when it has it) and what
-    retention would free now."""
+def space(
+    conn: sqlite3.Connection,
+    policy: Policy,
+    *,
+    now: datetime | None = None,
+    detail: bool | None = None,
+) -> Space:
+    """The file's size and free pages; with `detail`, also the bytes each table holds
+    (SQLite's dbstat, when it has it) and what retention would free now. Both of those read
+    every page of the file, so by default only a file up to LIVE_DETAIL_BYTES gets them."""
+    now = now or datetime.now(UTC)
     page = _pragma(conn, "page_size")
     path = next((r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"), None)
     wal = Path(f"{path}-wal") if path else None
@@ -212,8 +227,11 @@ def space(conn: sqlite3.Connection, policy: Policy, *, now: datetime | None = No
         wal_bytes=wal.stat().st_size if wal is not None and wal.exists() else 0,
         free_bytes=_pragma(conn, "freelist_count") * page,
         incremental=_pragma(conn, "auto_vacuum") == INCREMENTAL_VACUUM,
-        freeable=freeable(conn, policy, now=now),
     )
+    if not (found.file_bytes <= LIVE_DETAIL_BYTES if detail is None else detail):
+        return found
+    found.freeable = freeable(conn, policy, now=now)
+    found.measured_at = format_ts(now)
     owners = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master").fetchall())
     try:
         rows = conn.execute("SELECT name, pgsize FROM dbstat WHERE aggregate = TRUE").fetchall()
@@ -225,6 +243,15 @@ def space(conn: sqlite3.Connection, policy: Policy, *, now: datetime | None = No
         sizes[owner] = sizes.get(owner, 0) + nbytes
     found.tables = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
     return found
+
+
+def with_measurement(live: Space, measured: Space | None) -> Space:
+    """The live sizes, with the tables and what retention frees from an earlier measurement
+    when the live read left them out."""
+    if live.measured_at is None and measured is not None:
+        live.tables, live.freeable = measured.tables, measured.freeable
+        live.measured_at = measured.measured_at
+    return live
 
 
 def file_size(path: str | os.PathLike[str]) -> int:

@@ -5,7 +5,8 @@ The in-server worker (plugin.idle_work) and `datasette claude-mem worker` call `
 batch found nothing to do; it does one piece of what is due and says how much, so the loop
 comes straight back for the next piece, after looking at the queue again, or sleeps when
 nothing is due. A retention pass runs at start and then hourly; a vacuum pass follows each
-one; the backup runs once a day, in a thread, on a connection of its own.
+one, then a measure of what holds the file (for the dashboard, which does not read a big
+file whole itself); the backup runs once a day, in a thread, on a connection of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from datasette_claude_mem.storage.backup import daily_backup
-from datasette_claude_mem.storage.retention import Policy, purge_step, vacuum_step
+from datasette_claude_mem.storage.retention import Policy, Space, purge_step, space, vacuum_step
 
 if TYPE_CHECKING:
     from datasette_claude_mem.settings import Config
@@ -31,8 +32,10 @@ PURGE_EVERY = 3600.0
 
 
 class UpkeepBackend(Protocol):
-    """Where upkeep writes: in a write transaction, or on the write connection outside one
-    (incremental_vacuum is a transaction of its own)."""
+    """Where upkeep reads, and writes: in a write transaction, or on the write connection
+    outside one (incremental_vacuum is a transaction of its own)."""
+
+    async def read(self, fn: Callable[[Store], T]) -> T: ...
 
     async def write(self, fn: Callable[[Store], T]) -> T: ...
 
@@ -44,6 +47,9 @@ class LocalUpkeep:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        return fn(self.store)
 
     async def write(self, fn: Callable[[Store], T]) -> T:
         return fn(self.store)
@@ -73,6 +79,9 @@ class Upkeep:
         self.today = today
         self.next_purge = 0.0
         self.vacuuming = False
+        self.measure_wanted = False
+        # What held the file after the last retention pass, for the dashboard.
+        self.space: Space | None = None
         self.backed_up_on: date | None = None
 
     async def step(self, backend: UpkeepBackend) -> int:
@@ -84,11 +93,18 @@ class Upkeep:
             if purged.total:
                 return purged.total
             self.next_purge = now + PURGE_EVERY
+            self.measure_wanted = True
         if self.vacuuming:
             freed = await backend.outside(functools.partial(vacuum_step, pages=self.pages))
             if freed:
                 return freed
             self.vacuuming = False
+        if self.measure_wanted:
+            self.measure_wanted = False
+            self.space = await backend.read(
+                lambda store: space(store.conn, self.policy, detail=True)
+            )
+            return 1
         day = self.today()
         if self.backup_dir is not None and self.db_path is not None and self.backed_up_on != day:
             await asyncio.to_thread(
