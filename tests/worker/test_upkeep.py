@@ -53,7 +53,7 @@ def test_upkeep_purges_and_gives_the_space_back_in_steps_then_rests(
     steps = run_until_idle(upkeep, store)
 
     assert payloads(store.conn) == 0
-    # 300 rows at 200 a step, then about 1,500 free pages at 64 a step.
+    # 300 rows at 50 a step, then about 1,500 free pages at 64 a step.
     assert steps > 10
     assert store.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
     assert file_size(config.db_path) < before / 5
