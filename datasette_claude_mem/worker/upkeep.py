@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -83,6 +84,7 @@ class Upkeep:
         # What held the file after the last retention pass, for the dashboard.
         self.space: Space | None = None
         self.backed_up_on: date | None = None
+        self.next_backup_try = 0.0
 
     async def step(self, backend: UpkeepBackend) -> int:
         """Do one small piece of the upkeep that is due; 0 when none is."""
@@ -106,19 +108,29 @@ class Upkeep:
             )
             return 1
         day = self.today()
-        if self.backup_dir is not None and self.db_path is not None and self.backed_up_on != day:
-            await asyncio.to_thread(
-                daily_backup,
-                self.db_path,
-                self.backup_dir,
-                self.backup_keep,
-                today=day,
-                busy_timeout_ms=self.busy_timeout_ms,
-            )
+        due = self.backup_dir is not None and self.db_path is not None
+        if due and self.backed_up_on != day and now >= self.next_backup_try:
+            try:
+                await asyncio.to_thread(
+                    daily_backup,
+                    self.db_path,
+                    self.backup_dir,
+                    self.backup_keep,
+                    today=day,
+                    busy_timeout_ms=self.busy_timeout_ms,
+                )
+            except Exception:
+                self.next_backup_try = now + PURGE_EVERY  # failed: again in an hour
+                raise
             self.backed_up_on = day
             return 1
         return 0
 
     def step_on(self, store: Store) -> int:
-        """`step` on a store this process owns."""
-        return asyncio.run(self.step(LocalUpkeep(store)))
+        """`step` on a store this process owns; a failure is reported and waits for the next
+        turn, as in the server, and never ends the worker."""
+        try:
+            return asyncio.run(self.step(LocalUpkeep(store)))
+        except Exception as error:  # noqa: BLE001 - the queue's work must go on
+            print(f"claude-mem upkeep: {type(error).__name__}: {error}", file=sys.stderr)
+            return 0

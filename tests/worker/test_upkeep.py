@@ -145,3 +145,22 @@ async def test_the_servers_idle_work_purges_and_vacuums_through_its_write_thread
     finally:
         conn.close()
     assert turns > 2
+
+
+def test_a_failed_backup_is_tried_again_an_hour_later_and_never_stops_the_worker(
+    store: Store, config: Config, tmp_path: Path, capsys
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the backups should go")
+    clock = Clock()
+    settings = dataclasses.replace(config, backup_dir=blocker, backup_keep=2)
+    upkeep = Upkeep(settings, config.db_path, clock=clock)
+
+    run_until_idle(upkeep, store)
+    assert "claude-mem upkeep:" in capsys.readouterr().err
+    assert upkeep.step_on(store) == 0, "not again at once"
+
+    blocker.unlink()
+    clock.now += PURGE_EVERY
+    run_until_idle(upkeep, store)
+    assert len(daily_backups(config.db_path, blocker)) == 1
