@@ -559,7 +559,8 @@ def m014_enable_retention(db: Database) -> None:
     the worker returns free pages a few at a time (PRAGMA incremental_vacuum), where
     otherwise the file would never shrink. An existing file takes the mode only through one
     VACUUM, which cannot run inside a transaction: the store's migrate, which applies every
-    step inside one, runs it right after its commit; the sqlite-utils CLI runs it here."""
+    step inside one, runs it after its commit (or, for a big file, after retention's first
+    pass: storage/database.py says why); the sqlite-utils CLI runs it here."""
     db.execute("PRAGMA auto_vacuum=INCREMENTAL")
     if not db.conn.in_transaction:
         db.execute("VACUUM")

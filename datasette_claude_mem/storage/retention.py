@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datasette_claude_mem.storage.database import rows_changed
+from datasette_claude_mem.storage.database import finish_auto_vacuum, rows_changed
 from datasette_claude_mem.storage.migrations import INCREMENTAL_VACUUM, PROMPT_EVENT
 from datasette_claude_mem.storage.models import format_ts
 
@@ -160,11 +160,15 @@ def vacuum_step(store: StoreBase, pages: int) -> int:
     """Hand up to `pages` free pages back to the file system; returns how many it did.
 
     Once none are left the WAL is checkpointed, which is when the file itself shrinks.
-    Only outside a transaction (the pragma is a transaction of its own).
+    Only outside a transaction (the pragma is a transaction of its own). A file still
+    without incremental auto_vacuum gets the VACUUM that brings it (its pages are counted).
     """
     conn = store.conn
-    if conn.in_transaction or _pragma(conn, "auto_vacuum") != INCREMENTAL_VACUUM:
+    if conn.in_transaction:
         return 0
+    if _pragma(conn, "auto_vacuum") != INCREMENTAL_VACUUM:
+        # A file too big to VACUUM as it was migrated gets it now, after retention.
+        return _pragma(conn, "page_count") if finish_auto_vacuum(store.db) else 0
     before = _pragma(conn, "freelist_count")
     if before == 0:
         return 0

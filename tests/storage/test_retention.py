@@ -7,8 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import finished_long_ago
 
-from datasette_claude_mem.storage.models import QueueItemCreate, Session
+from datasette_claude_mem.storage.models import QueueItemCreate, Session, SessionStart
 from datasette_claude_mem.storage.retention import (
     Policy,
     file_size,
@@ -232,3 +233,30 @@ def test_retention_settings_refuse_what_is_not_a_number_of_days(days) -> None:
 
     with pytest.raises(SettingsError, match="retention_days"):
         Config.load({"retention_days": days}, environ={})
+
+
+def test_a_big_memory_made_before_m014_gets_its_vacuum_after_retention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The VACUUM copies what is kept, not the raw outputs retention is about to remove."""
+    from sqlite_utils import Database
+
+    from datasette_claude_mem.storage import database
+    from datasette_claude_mem.storage.migrations import migrations
+
+    path = tmp_path / "old.db"
+    db = Database(sqlite3.connect(path, isolation_level=None))
+    migrations.apply(db, stop_before="m014_enable_retention")
+    db.conn.close()
+    monkeypatch.setattr(database, "MIGRATE_VACUUM_BYTES", 0)
+
+    with Store(path) as store:
+        assert store.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+        session = store.create_session(SessionStart(project_dir=str(tmp_path))).row
+        finished_long_ago(store, session.id, 20, 100_000)
+        before = file_size(path)
+        purge(store, POLICY)
+        while vacuum_step(store, 256):
+            pass
+        assert store.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    assert file_size(path) < before / 4
