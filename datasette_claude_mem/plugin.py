@@ -270,8 +270,9 @@ async def _refresh_documents(datasette: Datasette) -> int:
 
 
 class _ServerUpkeep:
-    """Upkeep's writes in the server: through the write path, or straight on the write
-    connection outside any transaction, both in Datasette's write thread."""
+    """Upkeep's reads and writes in the server: reads on a read connection; writes through
+    the write path, or straight on the write connection outside any transaction, both in
+    Datasette's write thread."""
 
     def __init__(self, datasette: Datasette, db: DatasetteDatabase) -> None:
         self.datasette, self.db = datasette, db
