@@ -55,6 +55,8 @@ class PluginState:
     # Semantic search (storage/vectors.py), when the embeddings extra is installed.
     semantic: Any = None
     semantic_checked: bool = False
+    # The in-server worker's upkeep (worker/upkeep.py): retention, vacuum, daily backup.
+    upkeep: Any = None
 
     @classmethod
     def from_datasette(cls, datasette: Datasette) -> PluginState:
@@ -267,7 +269,44 @@ async def _refresh_documents(datasette: Datasette) -> int:
     return len(projects)
 
 
+class _ServerUpkeep:
+    """Upkeep's reads and writes in the server: reads on a read connection; writes through
+    the write path, or straight on the write connection outside any transaction, both in
+    Datasette's write thread."""
+
+    def __init__(self, datasette: Datasette, db: DatasetteDatabase) -> None:
+        self.datasette, self.db = datasette, db
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        return await read(self.datasette, fn)
+
+    async def write(self, fn: Callable[[Store], T]) -> T:
+        return await write(self.datasette, fn)
+
+    async def outside(self, fn: Callable[[Store], T]) -> T:
+        return await self.db.execute_write_fn(
+            lambda conn: fn(open_store(self.datasette, conn)), transaction=False
+        )
+
+
+async def _upkeep(datasette: Datasette) -> int:
+    """Retention, free pages handed back and the daily backup, a small step at a time."""
+    from datasette_claude_mem.worker.upkeep import Upkeep
+
+    db = memory_database(datasette)
+    assert db is not None
+    kept = state(datasette)
+    if kept.upkeep is None:
+        kept.upkeep = Upkeep(kept.config, Path(db.path) if db.path else None)
+    return await kept.upkeep.step(_ServerUpkeep(datasette, db))
+
+
 async def idle_work(datasette: Datasette) -> int:
     """What the in-server worker does when its queue is empty: embed rows that have no
-    vector yet, then index again the documents sessions wrote. Returns how much it did."""
-    return await _embed_one_batch(datasette) or await _refresh_documents(datasette)
+    vector yet, index again the documents sessions wrote, then the upkeep. Returns how much
+    it did."""
+    return (
+        await _embed_one_batch(datasette)
+        or await _refresh_documents(datasette)
+        or await _upkeep(datasette)
+    )

@@ -367,3 +367,25 @@ def dump(path: Path) -> dict[str, list[dict[str, Any]]]:
         return found
     finally:
         conn.close()
+
+
+LONG_AGO = "2000-01-01T00:00:00.000Z"
+
+
+def finished_long_ago(store: Any, session_id: str, n: int, size: int) -> list[str]:
+    """n tool uses of `size` bytes each, compressed long ago: retention's to remove."""
+    from datasette_claude_mem.storage.models import QueueItemCreate
+
+    ids = []
+    for i in range(n):
+        item = QueueItemCreate(
+            session_id=session_id, tool_name="Bash", raw_output=f"{i:08d}" * (size // 8)
+        )
+        ids.append(store.enqueue(item).row.id)
+    marks = ", ".join("?" for _ in ids)
+    with store.write() as conn:
+        conn.execute(
+            f"UPDATE pending_queue SET status = 'done', completed_at = ? WHERE id IN ({marks})",
+            [LONG_AGO, *ids],
+        )
+    return ids

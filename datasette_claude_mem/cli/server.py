@@ -152,6 +152,7 @@ def worker(
 ) -> None:
     """Turn queued tool outputs into observations, apart from the server."""
     from datasette_claude_mem.worker.loop import Worker
+    from datasette_claude_mem.worker.upkeep import Upkeep
 
     config = Config.load() if path is not None else default_config()
     store = open_memory(config, path or config.db_path)
@@ -170,7 +171,8 @@ def worker(
             report = runner.run_once(store)
             click.echo(f"{report.done} done, {report.failed} failed")
         else:
-            runner.run(store, interval=interval)
+            upkeep = Upkeep(config, path or config.db_path)
+            runner.run(store, interval=interval, idle=lambda: upkeep.step_on(store))
     except KeyboardInterrupt:
         pass
     finally:

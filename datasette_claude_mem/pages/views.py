@@ -35,6 +35,7 @@ from datasette_claude_mem.pages.links import Links
 from datasette_claude_mem.storage import overview
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.redactions import read_redaction_counts
+from datasette_claude_mem.storage.retention import Policy, space, with_measurement
 from datasette_claude_mem.worker import in_server
 
 if TYPE_CHECKING:
@@ -327,6 +328,12 @@ async def dashboard(request: Request, datasette: Datasette) -> Response:
     db = await memory_database(datasette, request)
     now = datetime.now(UTC)
     data = await _read(datasette, db, dashboard_data, now)
+    config = plugin.state(datasette).config
+    policy = Policy.from_config(config)
+    live = await db.execute_fn(lambda conn: space(conn, policy, now=now))
+    upkeep = plugin.state(datasette).upkeep
+    data["space"] = with_measurement(live, upkeep.space if upkeep is not None else None)
+    data["retention"] = policy
     queries = [{"name": q.name, "title": q.title, "description": q.description} for q in QUERIES]
     return await _render(
         datasette,

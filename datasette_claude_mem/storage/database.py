@@ -19,7 +19,7 @@ import orjson
 from sqlite_utils import Database
 
 from datasette_claude_mem.storage.errors import is_busy
-from datasette_claude_mem.storage.migrations import migrations
+from datasette_claude_mem.storage.migrations import INCREMENTAL_VACUUM, migrations
 
 if TYPE_CHECKING:
     from datasette_claude_mem.settings import Config
@@ -125,6 +125,7 @@ def migrate(db: Database) -> list[str]:
         shown = ", ".join(foreign[:8]) + (", ..." if len(foreign) > 8 else "")
         raise ForeignDatabase(f"it holds another application's tables ({shown})")
     if not migrations.pending(db):
+        finish_auto_vacuum(db, up_to_bytes=MIGRATE_VACUUM_BYTES)
         return []
     begin_immediate(db.conn, time.monotonic() + WRITE_RETRY_SECONDS)
     try:
@@ -141,7 +142,36 @@ def migrate(db: Database) -> list[str]:
     # Several processes migrating one new file at once each ask for it, and the switch
     # answers "locked" at once while another connection reads.
     execute_until(db.conn, "PRAGMA journal_mode=WAL", time.monotonic() + WRITE_RETRY_SECONDS)
+    finish_auto_vacuum(db, up_to_bytes=MIGRATE_VACUUM_BYTES)
     return names
+
+
+# A file up to this size gets m014's VACUUM as it is migrated (a second or so); a bigger one
+# after retention's first pass (worker/upkeep.py, `purge`), so the copy the VACUUM makes,
+# through the WAL, holds only what is kept and never needs twice the disk of a full file.
+MIGRATE_VACUUM_BYTES = 256 * 1000 * 1000
+PAGE_PRAGMAS = ("page_count", "page_size")
+
+
+def finish_auto_vacuum(db: Database, *, up_to_bytes: int | None = None) -> bool:
+    """The one VACUUM m014 asks for, run once its step is recorded and outside any
+    transaction, on a file up to `up_to_bytes` (None: any); True when it ran."""
+    conn = db.conn
+    if conn.in_transaction:
+        return False
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL_VACUUM:
+        return False
+    if "m014_enable_retention" not in {m.name for m in migrations.applied(db)}:
+        return False
+    if up_to_bytes is not None:
+        pages, page_size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in PAGE_PRAGMAS)
+        if pages * page_size > up_to_bytes:
+            return False
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    execute_until(conn, "VACUUM", time.monotonic() + WRITE_RETRY_SECONDS)
+    # The VACUUM wrote the whole file through the WAL: fold it back and empty it.
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    return True
 
 
 def to_json(value: Any) -> str:

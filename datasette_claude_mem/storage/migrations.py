@@ -600,3 +600,20 @@ def m013_add_tombstones(db: Database) -> None:
         "CREATE INDEX idx_log_project ON event_log(project, created_at)",
     ):
         db.execute(statement)
+
+
+# SQLite's code for auto_vacuum=INCREMENTAL, as PRAGMA auto_vacuum reads it back.
+INCREMENTAL_VACUUM = 2
+
+
+@migrations(name="m014_enable_retention", transactional=False)
+def m014_enable_retention(db: Database) -> None:
+    """Space freed by retention goes back to the file system: with auto_vacuum=INCREMENTAL
+    the worker returns free pages a few at a time (PRAGMA incremental_vacuum), where
+    otherwise the file would never shrink. An existing file takes the mode only through one
+    VACUUM, which cannot run inside a transaction: the store's migrate, which applies every
+    step inside one, runs it after its commit (or, for a big file, after retention's first
+    pass: storage/database.py says why); the sqlite-utils CLI runs it here."""
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    if not db.conn.in_transaction:
+        db.execute("VACUUM")

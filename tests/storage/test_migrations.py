@@ -144,6 +144,17 @@ def test_wal_is_on_for_every_later_connection(store: Store, config) -> None:
         plain.close()
 
 
+def test_incremental_auto_vacuum_is_on_for_every_later_connection(store: Store, config) -> None:
+    """m014: freed pages can go back to the file system, so retention shrinks the file."""
+    plain = sqlite3.connect(config.db_path)
+    try:
+        assert plain.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+    finally:
+        plain.close()
+    rows = store.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id").fetchall()
+    assert rows[-1][0] == "m014_enable_retention"
+
+
 def test_store_connection_settings(store: Store) -> None:
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store.conn.execute("PRAGMA recursive_triggers").fetchone()[0] == 1
@@ -324,6 +335,7 @@ def test_sqlite_utils_cli_migrate_builds_the_same_schema(tmp_path: Path) -> None
     plain = sqlite3.connect(by_cli)
     try:
         assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert plain.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
         applied = plain.execute("SELECT name FROM _sqlite_migrations ORDER BY id").fetchall()
     finally:
         plain.close()
