@@ -34,7 +34,7 @@ TABLES = (
 # Newest first, and the facets people filter by: for datasette.yaml, databases.claude-mem.tables.
 TABLE_CONFIG: dict[str, dict[str, Any]] = {
     "sessions": {"sort_desc": "started_at", "facets": ["status", "project"]},
-    "observations": {"sort_desc": "created_at", "facets": ["tool_name", "project"]},
+    "observations": {"sort_desc": "created_at", "facets": ["type", "tool_name", "project"]},
     "function_map": {"sort_desc": "updated_at", "facets": ["change_type", "kind", "project"]},
     "call_graph": {"sort_desc": "created_at", "facets": ["resolution", "source", "project"]},
     "learnings": {"sort_desc": "updated_at", "facets": ["category", "is_active", "project"]},

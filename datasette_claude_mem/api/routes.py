@@ -265,6 +265,7 @@ async def search_memory(call: Call) -> Response:
             query,
             project=args.get("project") or None,
             kinds=args.get("kinds") or None,
+            types=args.get("types") or None,
             since=since,
             limit=limit,
             mode=args.get("mode") or None,
@@ -345,6 +346,9 @@ ENDPOINTS: list[Endpoint] = [
                          "installed, else keyword)",
                  "kinds": "Comma-separated: observation, learning, session, prompt, note, doc "
                           "(default all)",
+                 "types": "Comma-separated observation types: bugfix, feature, refactor, "
+                          "change, test, discovery, decision, failure, config (only "
+                          "observations of those types)",
                  "since": "Only hits created at or after this ISO 8601 UTC time",
                  "limit": "How many hits, 1 to 200 (default 20)",
              }),

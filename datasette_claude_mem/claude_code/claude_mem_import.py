@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from datasette_claude_mem.storage.database import foreign_tables
+from datasette_claude_mem.storage.kinds import ObservationType
 from datasette_claude_mem.storage.models import (
     ObservationCreate,
     SessionStart,
@@ -215,7 +216,12 @@ def _observation(row: sqlite3.Row, session_id: str) -> ObservationCreate:
         files_touched=list(dict.fromkeys(files)),
         agent_id=get("agent_id") or None,
         agent_type=get("agent_type") or None,
+        # claude-mem's types are among ours (bugfix, feature, refactor, change, discovery...).
+        type=get("type") if get("type") in _TYPES else None,
     )
+
+
+_TYPES = frozenset(ObservationType)
 
 
 def import_claude_mem(store: Store, source: Path) -> ImportReport:

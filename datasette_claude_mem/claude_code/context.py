@@ -142,7 +142,8 @@ def _observations(
     other = current_session if since is not None else None
     found = store.recent_observations(project, limit=30, since=since, other_than_session=other)
     return [
-        f"- {mark}{_day(o.created_at.isoformat())} {_clip(o.title, 80)}: {_clip(o.summary, 160)}"
+        f"- {mark}{_day(o.created_at.isoformat())} {f'[{o.type}] ' if o.type else ''}"
+        f"{_clip(o.title, 80)}: {_clip(o.summary, 160)}"
         for o, mark in _current_first(store, "observation", found)
     ]
 

@@ -8,7 +8,8 @@ after a compaction; after a resume only what is new since the session last got i
 Tool uses (PostToolUse, and PostToolUseFailure with its error) are queued for the worker;
 a subagent's carry its agent_id and agent_type and belong to the session that started it
 (Claude Code sends the parent's session_id). Stop's last assistant message becomes the
-session's summary; PostCompact's compact summary is kept on the session.
+session's summary at once, and Stop queues the summary's rebuild from the whole session for
+the worker; PostCompact's compact summary is kept on the session.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from datasette_claude_mem.storage.models import (
 from datasette_claude_mem.storage.project import project_key
 from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.worker.compress import files_from_tool_input
+from datasette_claude_mem.worker.session_summary import summary_item
 
 RECORDED_EVENTS = set(CLAUDE_CODE_EVENTS)
 # Kept as they came (the hook script, which redacts before it spools, keeps the same ones).
@@ -222,6 +224,9 @@ def handle_hook(
             if isinstance(message, str) and message.strip():
                 summary = bounded_summary(store, message)
                 store.update_session(session_id, SessionUpdate(summary=summary))
+                # The worker rebuilds the summary from the whole session (session_summary.py);
+                # until it has, the last message stands for it.
+                store.enqueue(summary_item(session_id, summary), redacted=True)
         elif event == "PostCompact" and session_id and known:
             summary = payload.get("compact_summary")
             if isinstance(summary, str) and summary.strip():

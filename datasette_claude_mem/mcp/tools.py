@@ -24,6 +24,7 @@ from datasette_claude_mem.mcp.caller import SCOPE_KEY, Caller
 from datasette_claude_mem.names import WRITE_ACTION
 from datasette_claude_mem.storage import recall as lookup
 from datasette_claude_mem.storage.errors import NotFound, StoreError
+from datasette_claude_mem.storage.kinds import ObservationType
 from datasette_claude_mem.storage.models import (
     LearningCategory,
     LearningCreate,
@@ -124,6 +125,10 @@ async def search(
         list[Literal["observation", "learning", "note", "session", "prompt"]] | None,
         Field(description="Only these kinds (default all)"),
     ] = None,
+    types: Annotated[
+        list[ObservationType] | None,
+        Field(description="Only observations of these types (bugfix, feature, failure...)"),
+    ] = None,
     since: Annotated[
         str | None,
         Field(pattern=r"^\d{4}-\d{2}-\d{2}", description="Only rows from this date (YYYY-MM-DD…)"),
@@ -135,7 +140,15 @@ async def search(
     current = await _project(caller, session_id, project)
     hits = await _read(
         caller,
-        lambda s: lookup.search(s, current, query, kinds=kinds, since=since, limit=limit),
+        lambda s: lookup.search(
+            s,
+            current,
+            query,
+            kinds=kinds,
+            since=since,
+            limit=limit,
+            types=[str(t) for t in types] if types else None,
+        ),
     )
     return answers.search_answer(query, current, hits)
 

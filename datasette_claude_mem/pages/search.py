@@ -23,6 +23,7 @@ from datasette_claude_mem.storage.search import (
     HTML_MARKS,
     KINDS,
     MODES,
+    TYPES,
     SearchError,
     search,
 )
@@ -75,6 +76,7 @@ def _form(request: Request) -> dict[str, Any]:
         "project": (args.get("project") or "").strip(),
         "mode": args.get("mode") or "",
         "kinds": chosen,
+        "types": [t for t in args.getlist("types") if t],
         "limit": args.get("limit") or "20",
         "since": args.get("since") or "",
     }
@@ -104,6 +106,7 @@ async def search_page(request: Request, datasette: Datasette) -> Response:
                 form["q"],
                 project=form["project"] or None,
                 kinds=form["kinds"],
+                types=form["types"],
                 since=since,
                 limit=limit,
                 mode=form["mode"] or None,
@@ -140,6 +143,7 @@ async def search_page(request: Request, datasette: Datasette) -> Response:
         "error": error,
         "kinds": [(k, KIND_LABELS[k]) for k in KINDS],
         "modes": MODES,
+        "types": TYPES,
         "semantic_available": semantic is not None and semantic.available_reason() is None,
         "api_url": _api_url(datasette, form),
     }
@@ -153,6 +157,8 @@ def _api_url(datasette: Datasette, form: dict[str, Any]) -> str:
     params.update({"since": form["since"], "limit": form["limit"]})
     if set(form["kinds"]) != set(KINDS):
         params["kinds"] = ",".join(form["kinds"])
+    if form["types"]:
+        params["types"] = ",".join(form["types"])
     kept = {key: value for key, value in params.items() if value}
     return datasette.urls.path(f"{PREFIX}/search") + "?" + urlencode(kept)
 

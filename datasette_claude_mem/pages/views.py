@@ -207,7 +207,8 @@ def _timeline(rows: dict[str, Any], links: Links) -> list[TimelineEntry]:
                 title=o["title"],
                 text=o["summary"],
                 link=links.row("observations", o["id"]),
-                badge=o["tool_name"],
+                # What it was for (bugfix, test...); its tool when it predates types.
+                badge=o["type"] or o["tool_name"],
                 files=json_list(o["files_touched"]),
                 order=o["id"],
                 agent=_agent(o),

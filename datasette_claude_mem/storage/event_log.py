@@ -81,6 +81,15 @@ class EventLogStore:
         ).fetchone()
         return row[0] if row else None
 
+    def turn_prompt(self, session_id: str, at: str) -> str | None:
+        """The prompt a moment of a session served: the last one sent at or before it."""
+        row = self.conn.execute(
+            "SELECT prompt FROM prompts WHERE session_id = ? AND created_at <= ? "
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            [session_id, at],
+        ).fetchone()
+        return row[0] if row else None
+
     def tokens_spent(self, spent_event: str, reserved_event: str, since: str) -> int:
         """Tokens logged since a moment: the tokens in and out of every `spent_event`, plus
         the estimate of every `reserved_event` that no `spent_event` has settled yet (its

@@ -573,6 +573,39 @@ def m011_add_change_tracking(db: Database) -> None:
     db.execute(f"ALTER TABLE learnings ADD COLUMN {_json_array('functions')}")
 
 
+# What an observation was for; storage/kinds.py's ObservationType holds the same values.
+OBSERVATION_TYPES = (
+    "bugfix",
+    "feature",
+    "refactor",
+    "change",
+    "test",
+    "discovery",
+    "decision",
+    "failure",
+    "config",
+)
+
+
+@migrations(name="m012_add_observation_types")
+def m012_add_observation_types(db: Database) -> None:
+    """An observation's type: what the tool use was for (a fix, a feature, a read...), so a
+    person and an agent can tell a bug fix from a read and search by it. Rows made before get
+    what their tool alone tells (a read is discovery, an edit a change); the rest stay NULL,
+    unknown."""
+    allowed = ", ".join(f"'{value}'" for value in OBSERVATION_TYPES)
+    db.execute(f"ALTER TABLE observations ADD COLUMN type TEXT CHECK (type IN ({allowed}))")
+    db.execute(
+        """UPDATE observations SET type = CASE
+            WHEN tool_name IN ('Read', 'Grep', 'Glob', 'LS', 'WebFetch', 'WebSearch')
+                THEN 'discovery'
+            WHEN tool_name IN ('Edit', 'MultiEdit', 'Write', 'NotebookEdit') THEN 'change'
+            WHEN tool_name IN ('TodoWrite', 'ExitPlanMode') THEN 'decision'
+        END"""
+    )
+    db.execute("CREATE INDEX idx_obs_type ON observations(project, type, created_at)")
+
+
 @migrations(name="m013_add_tombstones")
 def m013_add_tombstones(db: Database) -> None:
     """Forgetting for good: a tombstone row per forget says what kind of thing went, how

@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -25,6 +24,21 @@ from pydantic import (
     PlainSerializer,
     field_validator,
     model_validator,
+)
+
+# The hook events are re-exported: they are read from here too.
+from datasette_claude_mem.storage.kinds import (  # noqa: F401
+    CLAUDE_CODE_EVENTS,
+    HOOK_EVENTS,
+    CallResolution,
+    ChangeType,
+    EntryKind,
+    FunctionKind,
+    LearningCategory,
+    ObservationType,
+    QueueStatus,
+    SessionStatus,
+    ToolFailure,
 )
 
 _id_lock = threading.Lock()
@@ -73,99 +87,6 @@ def decode_embedding(blob: bytes | None) -> list[float] | None:
     if blob is None:
         return None
     return list(struct.unpack(f"<{len(blob) // 4}f", blob))
-
-
-# The Claude Code hook events `install` hooks: those that feed the memory.
-HOOK_EVENTS = (
-    "SessionStart",
-    "UserPromptSubmit",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "Stop",
-    "SubagentStart",
-    "SubagentStop",
-    "PreCompact",
-    "PostCompact",
-    "Notification",
-    "SessionEnd",
-)
-
-# Every event Claude Code sends today (2.1.x): each is recorded; any other is recorded too,
-# marked unknown.
-CLAUDE_CODE_EVENTS = (
-    "SessionStart",
-    "Setup",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PermissionRequest",
-    "PermissionDenied",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "PostToolBatch",
-    "Notification",
-    "SubagentStart",
-    "SubagentStop",
-    "TaskCreated",
-    "TaskCompleted",
-    "Stop",
-    "StopFailure",
-    "PreCompact",
-    "PostCompact",
-    "InstructionsLoaded",
-    "CwdChanged",
-    "FileChanged",
-    "WorktreeCreate",
-    "WorktreeRemove",
-    "SessionEnd",
-)
-
-
-class SessionStatus(StrEnum):
-    ACTIVE = "active"
-    CLOSED = "closed"
-    ERROR = "error"
-
-
-class QueueStatus(StrEnum):
-    RAW = "raw"
-    PROCESSING = "processing"
-    DONE = "done"
-    ERROR = "error"
-
-
-class ToolFailure(StrEnum):
-    ERROR = "error"
-    INTERRUPT = "interrupt"
-
-
-class ChangeType(StrEnum):
-    NEW = "new"
-    MODIFIED = "modified"
-    DELETED = "deleted"
-    UNCHANGED = "unchanged"
-
-
-class FunctionKind(StrEnum):
-    FUNCTION = "function"
-    METHOD = "method"
-    ASYNC_FUNCTION = "async_function"
-    ASYNC_METHOD = "async_method"
-    CLASS = "class"
-
-
-class CallResolution(StrEnum):
-    DIRECT = "direct"
-    SELF_METHOD = "self_method"
-    IMPORT = "import"
-    UNRESOLVED = "unresolved"
-
-
-class LearningCategory(StrEnum):
-    ARCHITECTURE = "architecture"
-    CONVENTION = "convention"
-    GOTCHA = "gotcha"
-    DEPENDENCY = "dependency"
-    PATTERN = "pattern"
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -251,6 +172,7 @@ class ObservationCreate(Input):
     title: NonEmpty
     summary: str
     detail: str | None = None
+    type: ObservationType | None = Field(None, description="What the tool use was for")
     files_touched: list[str] = Field(default_factory=list)
     functions_changed: list[str] = Field(default_factory=list)
     tokens_raw: Count = 0
@@ -278,6 +200,7 @@ class Observation(Record):
     title: str
     summary: str
     detail: str | None = None
+    type: ObservationType | None = None
     files_touched: JsonList = Field(default_factory=list)
     functions_changed: JsonList = Field(default_factory=list)
     tokens_raw: int = 0
@@ -473,6 +396,9 @@ class QueueItem(Record):
     failure: ToolFailure | None = None
     tool_input: JsonObject | None = None
     raw_output: str | None = None
+    prompt: str | None = Field(
+        None, description="The person's prompt the tool use served (read at claim time)"
+    )
 
 
 class QueueStats(BaseModel):
@@ -534,7 +460,8 @@ class SearchHit(BaseModel):
     project: str | None = None
     session_id: str | None = None
     type: str | None = Field(
-        default=None, description="The tool, learning category or session status"
+        default=None,
+        description="An observation's type, a learning's category or a session's status",
     )
     title: str
     file: str | None = Field(default=None, description="The first file it touched, if any")
@@ -546,11 +473,6 @@ class SearchHit(BaseModel):
 
 
 # Memory entries: what an agent saves on purpose
-
-
-class EntryKind(StrEnum):
-    LEARNING = "learning"
-    NOTE = "note"
 
 
 class MemoryEntrySave(Input):

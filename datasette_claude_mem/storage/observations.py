@@ -65,8 +65,8 @@ class ObservationStore:
                 "INSERT INTO observations (id, project, session_id, queue_item_id, tool_name, "
                 "title, summary, detail, files_touched, functions_changed, tokens_raw, "
                 "tokens_compressed, content_hash, embedding, embedding_model, "
-                "embedding_version, created_at, agent_id, agent_type) "
-                "SELECT ?, project, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "embedding_version, created_at, agent_id, agent_type, type) "
+                "SELECT ?, project, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
                 "FROM sessions WHERE id = ? "
                 "ON CONFLICT(content_hash) DO NOTHING RETURNING *",
                 [
@@ -87,6 +87,7 @@ class ObservationStore:
                     created_at or utc_now(),
                     data.agent_id,
                     data.agent_type,
+                    data.type,
                     data.session_id,
                 ],
             )

@@ -13,15 +13,18 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from datasette_claude_mem.storage.kinds import SUMMARY_ITEM_TOOL
 from datasette_claude_mem.storage.queries import QUERY_SQL
 
 if TYPE_CHECKING:
     from datasette_claude_mem.storage.store import Store
 
+# A queue item that is a tool use: not a summary item a Stop left.
+_TOOL_USE = f"tool_name != '{SUMMARY_ITEM_TOOL}'"
 # The day (UTC) each kind of activity is counted on, from `since` (an ISO date) on.
 _PER_DAY = {
     "tool_uses": "SELECT substr(created_at, 1, 10), count(*) FROM pending_queue "
-    "WHERE created_at >= ? GROUP BY 1",
+    f"WHERE created_at >= ? AND {_TOOL_USE} GROUP BY 1",
     "observations": "SELECT substr(created_at, 1, 10), count(*) FROM observations "
     "WHERE created_at >= ? GROUP BY 1",
     "sessions": "SELECT substr(started_at, 1, 10), count(*) FROM sessions "
@@ -131,12 +134,13 @@ def session_rows(store: Store, session_id: str, limit: int) -> dict[str, Any] | 
     if session is None:
         return None
     totals = store._one(
-        """SELECT
+        f"""SELECT
             (SELECT count(*) FROM event_log WHERE session_id = :s
                 AND +event_type = 'UserPromptSubmit') AS prompts,
             (SELECT count(*) FROM event_log WHERE session_id = :s
                 AND event_type != 'PostToolUse') AS events,
-            (SELECT count(*) FROM pending_queue WHERE session_id = :s) AS tool_uses,
+            (SELECT count(*) FROM pending_queue WHERE session_id = :s
+                AND {_TOOL_USE}) AS tool_uses,
             (SELECT count(*) FROM observations WHERE session_id = :s) AS observations""",
         {"s": session_id},
     )
@@ -150,12 +154,12 @@ def session_rows(store: Store, session_id: str, limit: int) -> dict[str, Any] | 
         "tool_uses": store._all(
             "SELECT id, tool_name, tool_use_id, files_touched, status, attempts, max_attempts, "
             "last_error, raw_bytes, created_at, agent_id, agent_type, failure "
-            "FROM pending_queue WHERE session_id = ? "
+            f"FROM pending_queue WHERE session_id = ? AND {_TOOL_USE} "
             "ORDER BY created_at, id LIMIT ?",
             [session_id, limit],
         ),
         "observations": store._all(
-            "SELECT id, tool_name, title, summary, files_touched, functions_changed, "
+            "SELECT id, tool_name, type, title, summary, files_touched, functions_changed, "
             "tokens_raw, tokens_compressed, created_at, agent_id, agent_type "
             "FROM observations WHERE session_id = ? "
             "ORDER BY created_at, id LIMIT ?",

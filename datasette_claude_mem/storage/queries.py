@@ -150,14 +150,16 @@ ORDER BY at, id""",
             "Full-text search over observations, learnings (global ones included), session "
             "summaries, prompts, saved notes and project documents, best first; each word of q "
             "must match. kinds narrows to some of observation, learning, session, prompt, note, "
-            "doc (comma-separated); since is an ISO 8601 UTC time. The same search as the JSON "
+            "doc (comma-separated); types keeps only observations of those types (bugfix, "
+            "feature, refactor, change, test, discovery, decision, failure, config, "
+            "comma-separated); since is an ISO 8601 UTC time. The same search as the JSON "
             "API's /-/claude-mem/search."
         ),
         sql=keyword_sql(
             match="claude_mem_fts_query(:q)",
             limit="CAST(coalesce(nullif(:limit, ''), 100) AS INTEGER)",
         ),
-        parameters=("q", "project", "kinds", "since", "limit"),
+        parameters=("q", "project", "kinds", "types", "since", "limit"),
     ),
 )
 

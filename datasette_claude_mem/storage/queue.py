@@ -144,6 +144,7 @@ class QueueStore:
             payloads = self._payloads([r["id"] for r in rows])
             for row in rows:
                 row.update(payloads.get(row["id"], {}))
+                row["prompt"] = self.turn_prompt(row["session_id"], row["created_at"])
         return [QueueItem.model_validate(r) for r in rows]
 
     def _held(self, item_id: str, worker: str) -> dict:

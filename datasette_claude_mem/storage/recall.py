@@ -63,16 +63,18 @@ def search(
     kinds: list[str] | None = None,
     since: str | None = None,
     limit: int = 10,
+    types: list[str] | None = None,
 ) -> list[Hit]:
-    """Best first, every kind ranked by its full-text index in the project's one search."""
+    """Best first, every kind ranked by its full-text index in the project's one search.
+    With `types`, only observations of those types."""
     wanted = tuple(kinds or KINDS)
-    found = store.search(project, query, limit=limit, kinds=wanted, since=since)
+    found = store.search(project, query, limit=limit, kinds=wanted, since=since, types=types)
     return _hits(store, found)
 
 
 # What a hit needs beyond the search row: its size to `get` (in characters) and its label.
 _EXTRA_SQL = {
-    "observation": "SELECT id, tool_name AS label, files_touched, length(title) + "
+    "observation": "SELECT id, tool_name, type, files_touched, length(title) + "
     "length(summary) + coalesce(length(detail), 0) AS size FROM observations",
     "learning": "SELECT id, category AS label, length(content) AS size FROM learnings",
     "note": "SELECT id, namespace, key, length(value) AS size FROM memory_entries",
@@ -102,6 +104,7 @@ def _hits(store: Store, found: list) -> list[Hit]:
         if h.kind == "observation":
             files = json.loads(row.get("files_touched") or "[]")
             file = files[0] if files else ""
+            label = _label(row)
         elif h.kind in ("learning", "note"):
             title = h.snippet  # what it says, around the words asked for
             if h.kind == "note":
@@ -115,6 +118,12 @@ def _hits(store: Store, found: list) -> list[Hit]:
     return hits
 
 
+def _label(row: dict) -> str:
+    """An observation's type and tool, as in bugfix/Edit; its tool alone when untyped."""
+    tool = row.get("tool_name") or ""
+    return f"{row['type']}/{tool}" if row.get("type") else tool
+
+
 def _entry_label(namespace: str, key: str) -> str:
     """A key the agent chose is worth its tokens; a generated one (an id) is not."""
     return f"{namespace}#{key}" if len(key) < 30 else namespace
@@ -124,7 +133,7 @@ def _entry_label(namespace: str, key: str) -> str:
 
 
 _RECORD_SQL = {
-    "observation": "SELECT id, project, session_id, created_at, tool_name, title, summary, "
+    "observation": "SELECT id, project, session_id, created_at, type, tool_name, title, summary, "
     "detail, files_touched, functions_changed, forgotten_at, forgotten_by, forgotten_reason "
     "FROM observations WHERE id = ?",
     "learning": "SELECT id, project, source_session_id AS session_id, created_at, category, "
@@ -158,7 +167,8 @@ def record(store: Store, row_id: str) -> Record | None:
 # Timeline
 
 
-_ITEMS = """SELECT 'observation' AS kind, id, created_at, tool_name AS label, title,
+_ITEMS = """SELECT 'observation' AS kind, id, created_at,
+        coalesce(type || '/', '') || tool_name AS label, title,
         files_touched AS files
     FROM observations WHERE {scope} AND forgotten_at IS NULL
     UNION ALL

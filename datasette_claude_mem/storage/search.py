@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from datasette_claude_mem.storage.kinds import ObservationType
 from datasette_claude_mem.storage.models import SearchHit
 from datasette_claude_mem.storage.staleness import STALE_KINDS, stale_ids
 
@@ -33,6 +34,7 @@ TEXT_MARKS = ("[", "]")
 # Changes are what people look for most: an Edit that fixed a bug should outrank the Reads
 # around it that mention the same words.
 CHANGE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
+TYPES: tuple[str, ...] = tuple(ObservationType)
 
 
 class SemanticSearch(Protocol):
@@ -76,6 +78,8 @@ class Source:
     text: str  # what semantic search embeds
     where: str = "1"
     boost: str = "1.0"  # multiplies bm25 (negative, lower is better)
+    # SQL of the row's observation type; a kind without one drops out when types are asked.
+    obs_type: str | None = None
 
 
 SOURCES: tuple[Source, ...] = (
@@ -83,7 +87,8 @@ SOURCES: tuple[Source, ...] = (
         kind="observation",
         table="observations",
         session_id="t.session_id",
-        type="t.tool_name",
+        # An observation made before types existed shows its tool instead.
+        type="coalesce(t.type, t.tool_name)",
         title="t.title",
         file="json_extract(t.files_touched, '$[0]')",
         created_at="t.created_at",
@@ -91,6 +96,7 @@ SOURCES: tuple[Source, ...] = (
         text="t.title || char(10) || t.summary || coalesce(char(10) || substr(t.detail, 1, 2000), "
         "'')",
         where="t.forgotten_at IS NULL",
+        obs_type="t.type",
         boost="CASE WHEN t.tool_name IN ({}) THEN 1.5 ELSE 1.0 END".format(
             ", ".join(f"'{tool}'" for tool in CHANGE_TOOLS)
         ),
@@ -176,6 +182,12 @@ def _branch(source: Source, match: str, marks: tuple[str, str], kinds_filter: bo
     kinds = ""
     if kinds_filter:
         kinds = f"\n        AND (:kinds = '' OR instr(',' || :kinds || ',', ',{source.kind},') > 0)"
+    types = "\n        AND :types = ''"
+    if source.obs_type:
+        types = (
+            f"\n        AND (:types = '' OR instr(',' || :types || ',', "
+            f"',' || {source.obs_type} || ',') > 0)"
+        )
     return f"""SELECT '{source.kind}' AS kind, t.id, t.project, {source.session_id} AS session_id,
         {source.type} AS type, coalesce({source.title}, '') AS title, {source.file} AS file,
         snippet({fts}, -1, '{start}', '{end}', '…', 12) AS snippet,
@@ -183,7 +195,7 @@ def _branch(source: Source, match: str, marks: tuple[str, str], kinds_filter: bo
     FROM {fts} CROSS JOIN {source.table} t ON t.rowid = {fts}.rowid
     WHERE {fts} MATCH {match} AND {source.where}
         AND (:project = '' OR {source.project})
-        AND (:since = '' OR {source.created_at} >= :since){kinds}"""
+        AND (:since = '' OR {source.created_at} >= :since){kinds}{types}"""
 
 
 def keyword_sql(
@@ -203,8 +215,9 @@ def keyword_sql(
 
     With kinds None every kind is in the SQL and the :kinds parameter ('' for all, or a
     comma-separated list) picks among them when it runs: the form the stored query needs.
-    Parameters: :project and :since ('' for any), :kinds when kinds is None, and what
-    `match` and `limit` name.
+    Parameters: :project, :since and :types ('' for any; types, comma-separated, keeps
+    only observations of those types), :kinds when kinds is None, and what `match` and
+    `limit` name.
     """
     chosen = SOURCES if kinds is None else [SOURCE_BY_KIND[k] for k in kinds]
     branches = "\n    UNION ALL\n    ".join(
@@ -233,6 +246,20 @@ def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...] | None:
     return wanted or None
 
 
+def parse_types(types: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """Observation types from a list or a comma-separated string; None means any."""
+    if types is None:
+        return None
+    items = types.split(",") if isinstance(types, str) else list(types)
+    wanted = tuple(dict.fromkeys(t.strip() for t in items if t and t.strip()))
+    unknown = [t for t in wanted if t not in TYPES]
+    if unknown:
+        raise SearchError(
+            f"types: unknown type {', '.join(map(repr, unknown))}; use {', '.join(TYPES)}"
+        )
+    return wanted or None
+
+
 class SearchResult(BaseModel):
     """Hits best first, the mode that made them, and why it differs from the one asked for."""
 
@@ -241,6 +268,7 @@ class SearchResult(BaseModel):
     requested_mode: str | None = Field(default=None, description="The mode asked for, if any")
     notice: str | None = Field(default=None, description="Why the mode differs from the asked")
     kinds: list[str] = Field(default_factory=lambda: list(KINDS))
+    types: list[str] | None = Field(default=None, description="The observation types kept")
     semantic_model: str | None = Field(default=None, description="The embedding model used")
     hits: list[SearchHit] = Field(default_factory=list)
 
@@ -254,13 +282,20 @@ def keyword_hits(
     since: str | None = None,
     limit: int = 20,
     marks: tuple[str, str] = TEXT_MARKS,
+    types: Sequence[str] | None = None,
 ) -> list[SearchHit]:
     match = fts_query(query)
     if not match:
         return []
     cursor = conn.execute(
         keyword_sql(kinds=kinds or KINDS, marks=marks),
-        {"match": match, "project": project or "", "since": since or "", "limit": limit},
+        {
+            "match": match,
+            "project": project or "",
+            "since": since or "",
+            "limit": limit,
+            "types": ",".join(types or ()),
+        },
     )
     names = [d[0] for d in cursor.description]
     hits = [SearchHit.model_validate(dict(zip(names, row, strict=True))) for row in cursor]
@@ -310,31 +345,40 @@ def search(
     mode: str | None = None,
     semantic: SemanticSearch | None = None,
     marks: tuple[str, str] = TEXT_MARKS,
+    types: str | Iterable[str] | None = None,
 ) -> SearchResult:
     """Search the memory: the one function every reader of it calls.
 
     mode is keyword, semantic or hybrid; None picks hybrid when semantic search is
     available and keyword otherwise. Asked for semantic or hybrid without it, the answer is
     keyword hits with a notice saying so, never an empty answer from a missing backend.
-    `since` is an ISO 8601 UTC time (hits created at or after it).
+    `since` is an ISO 8601 UTC time (hits created at or after it); `types` keeps only
+    observations of those types (bugfix, feature, ...).
     """
     if mode is not None and mode not in MODES:
         raise SearchError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise SearchError(f"limit: must be a whole number from 1 to {MAX_LIMIT}")
     wanted = parse_kinds(kinds) or KINDS
+    only = parse_types(types)
+    if only:  # types belong to observations: the other kinds drop out
+        wanted = tuple(k for k in wanted if SOURCE_BY_KIND[k].obs_type)
     available = semantic.available_reason() if semantic is not None else _unavailable()
     used = mode or ("hybrid" if available is None else "keyword")
     notice = None
     if used != "keyword" and available is not None:
         notice = f"{used} search is not available ({available}): these are keyword hits"
         used = "keyword"
+    if not wanted:  # types asked of kinds that have none
+        return SearchResult(mode=used, requested_mode=mode, notice=notice, kinds=[], types=[*only])
     args = {"project": project, "since": since}
+    typed = {"types": only, "marks": marks}
+    extra = {"types": list(only) if only else None}
     if used == "keyword":
-        hits = keyword_hits(conn, query, kinds=wanted, limit=limit, marks=marks, **args)
+        hits = keyword_hits(conn, query, kinds=wanted, limit=limit, **typed, **args)
         hits = demote_stale(conn, hits)
         return SearchResult(
-            hits=hits, mode=used, requested_mode=mode, notice=notice, kinds=list(wanted)
+            hits=hits, mode=used, requested_mode=mode, notice=notice, kinds=list(wanted), **extra
         )
     assert semantic is not None
     if semantic.count(conn) == 0:
@@ -344,16 +388,24 @@ def search(
                 f"{used} search has no embeddings yet (run: datasette claude-mem embed): "
                 "these are keyword hits"
             )
-        hits = keyword_hits(conn, query, kinds=wanted, limit=limit, marks=marks, **args)
+        hits = keyword_hits(conn, query, kinds=wanted, limit=limit, **typed, **args)
         hits = demote_stale(conn, hits)
         return SearchResult(
-            hits=hits, mode="keyword", requested_mode=mode, notice=notice, kinds=list(wanted)
+            hits=hits,
+            mode="keyword",
+            requested_mode=mode,
+            notice=notice,
+            kinds=list(wanted),
+            **extra,
         )
-    similar = semantic.hits(conn, query, kinds=wanted, limit=limit * 2, **args)
+    # Semantic hits are filtered by type once found: more are asked for when types narrow.
+    similar = semantic.hits(conn, query, kinds=wanted, limit=limit * (8 if only else 2), **args)
+    if only:
+        similar = [hit for hit in similar if hit.type in only]
     if used == "semantic":
         hits = similar[:limit]
     else:
-        words = keyword_hits(conn, query, kinds=wanted, limit=limit * 2, marks=marks, **args)
+        words = keyword_hits(conn, query, kinds=wanted, limit=limit * 2, **typed, **args)
         hits = fuse([words, similar], limit)
     return SearchResult(
         hits=demote_stale(conn, hits),
@@ -362,6 +414,7 @@ def search(
         notice=notice,
         kinds=list(wanted),
         semantic_model=semantic.model_name,
+        **extra,
     )
 
 

@@ -57,9 +57,17 @@ class Store(
         kinds: Sequence[str] | str | None = None,
         since: str | None = None,
         mode: str | None = "keyword",
+        types: Sequence[str] | str | None = None,
     ) -> list[SearchHit]:
         """Search a project's memory (its own and global learnings); see storage.search."""
         found = search(
-            self.conn, query, project=project, kinds=kinds, since=since, limit=limit, mode=mode
+            self.conn,
+            query,
+            project=project,
+            kinds=kinds,
+            since=since,
+            limit=limit,
+            mode=mode,
+            types=types,
         )
         return found.hits

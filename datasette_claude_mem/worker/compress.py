@@ -24,6 +24,7 @@ from datasette_claude_mem.worker.compress_files import (
     compress_read,
     compress_write,
 )
+from datasette_claude_mem.worker.observation_types import observation_type
 from datasette_claude_mem.worker.summary_text import (
     DETAIL_MAX,
     ERROR_MARKERS,
@@ -74,6 +75,7 @@ class Compressed:
     functions_changed: list[str] = field(default_factory=list)
     tokens_raw: int = 0
     tokens_compressed: int = 0
+    type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -308,13 +310,15 @@ def compress(
     *,
     file_reader: Callable[[str], Any] | None = None,
     failure: str | None = None,
+    prompt: str | None = None,
 ) -> Compressed:
     """Turn one PostToolUse payload into a short, deterministic observation.
 
     ``file_reader(path)`` may return the file's current text; it is only used
     to place an Edit in its functions when the response lacks the original file.
     With ``failure`` ("error" or "interrupt", from PostToolUseFailure) the response is
-    the error, and the observation says what failed and why.
+    the error, and the observation says what failed and why. ``prompt``, the person's
+    prompt the tool use served, helps tell a fix from a feature (observation_types.py).
     """
     name = one_line(as_text(tool_name), 80)
     data = normalise_input(tool_input)
@@ -332,6 +336,12 @@ def compress(
             make_title(name or "tool", short_key_input(data)),
             one_line(f"could not summarise {name or 'tool'} output ({type(exc).__name__})", 200),
         )
+    try:
+        kind: str | None = observation_type(
+            name, data, parsed, raw, failure=failure, prompt=prompt
+        ).value
+    except Exception:  # the type is a by-product: never lose the observation for it
+        kind = None
     if parts.files_touched is not None:
         files = parts.files_touched
     elif not files and name in FILE_TOOLS and isinstance(parsed, dict):
@@ -349,4 +359,5 @@ def compress(
         functions_changed=dedupe(parts.functions_changed),
         tokens_raw=tokens_raw,
         tokens_compressed=tokens_compressed,
+        type=kind,
     )

@@ -26,6 +26,7 @@ from string import Template
 from typing import TYPE_CHECKING, Any
 
 from datasette_claude_mem.settings import Config
+from datasette_claude_mem.storage.kinds import ObservationType
 from datasette_claude_mem.storage.models import QueueItem
 from datasette_claude_mem.worker.compress import (
     DETAIL_MAX,
@@ -38,6 +39,13 @@ from datasette_claude_mem.worker.compress import (
     files_from_tool_input,
 )
 from datasette_claude_mem.worker.loop import Failure, Grant, LogRecord, Reservation, budget_spent
+from datasette_claude_mem.worker.session_summary import (
+    compress_summary,
+    facts_of,
+    is_summary,
+    labelled,
+    summarise,
+)
 
 if TYPE_CHECKING:
     from datasette_claude_mem.storage.store import Store
@@ -62,14 +70,15 @@ MAX_RAW_CHARS = 20_000  # of the tool's output shown to the model: head and tail
 MAX_INPUT_CHARS = 4_000  # of the tool's input (an Edit's strings, a Write's content)
 _NAMES_MAX = 100
 
-# A string.Template: $tool_name, $files, $tool_input, $output_note and $tool_output are
-# filled in; braces need no escaping, and an unknown $word is left as it is.
+# A string.Template: $request, $tool_name, $files, $tool_input, $output_note, $tool_output and
+# $types are filled in; braces need no escaping, and an unknown $word is left as it is.
 DEFAULT_PROMPT = """\
 You compress one tool call made by an AI coding agent into a short memory record that a \
 later session will read instead of the full output. Keep what matters: what was done, to \
 which files, the outcome (errors, test results, exit status) and which functions or classes \
 changed. Leave out bulk such as file contents and long logs.
 
+The person asked: $request
 Tool: $tool_name
 Files: $files
 Input:
@@ -81,8 +90,45 @@ $tool_output
 Answer with one JSON object and nothing else:
 {"title": "one line, at most 100 characters", "summary": "two or three sentences", \
 "detail": "key facts, error messages or names worth keeping, or null", \
-"functions_changed": ["qualified names of functions or classes changed, if any"]}
+"functions_changed": ["qualified names of functions or classes changed, if any"], \
+"type": "what the call was for, one of: $types"}
+A test run is "test" whether it passed or failed; "failure" is any other call that failed; \
+reading or listing is "discovery".
 """
+
+_TYPES = frozenset(ObservationType)
+
+# A string.Template for a session's summary: $facts and $draft are filled in.
+SUMMARY_PROMPT = """\
+You write the summary of one session of an AI coding agent, for the agent's next session \
+and for the person who reads it later. Be short and concrete: the files, functions and \
+tests by name, and how the tests ended.
+
+What the memory recorded (JSON):
+$facts
+
+A draft made without a model:
+$draft
+
+Answer with one JSON object and nothing else:
+{"request": "what the person asked, one sentence", \
+"done": "what was done, one or two sentences", "files_changed": ["paths"], \
+"functions_changed": ["names"], "tests": "the tests run and how they ended, or null", \
+"open": "what is left open, or null"}
+"""
+
+
+def _offline(item: QueueItem) -> Compressed:
+    if is_summary(item):
+        return compress_summary(item)
+    return compress(
+        item.tool_name,
+        item.tool_input or {},
+        item.raw_output or "",
+        failure=item.failure,
+        prompt=item.prompt,
+    )
+
 
 _FENCE_RE = re.compile(r"```[a-zA-Z]*[ \t]*\n?(.*?)```", re.DOTALL)
 
@@ -208,6 +254,12 @@ class LLMCompressor:
     # The prompt
 
     def build_prompt(self, item: QueueItem) -> str:
+        if is_summary(item):
+            facts = facts_of(item)
+            shown, _ = head_and_tail(
+                json.dumps(facts, ensure_ascii=False, indent=1), self.max_raw_chars
+            )
+            return Template(SUMMARY_PROMPT).safe_substitute(facts=shown, draft=summarise(facts))
         raw, truncated = head_and_tail(item.raw_output or "", self.max_raw_chars)
         tool_input, _ = head_and_tail(
             json.dumps(item.tool_input or {}, ensure_ascii=False, indent=1, default=str),
@@ -220,7 +272,10 @@ class LLMCompressor:
             note += "; it was cut short before it reached the queue"
         if item.failure:
             note += f"; the tool use failed ({item.failure}): this is its error, not its output"
+        request, _ = head_and_tail(item.prompt or "(not known)", 600)
         return self.prompt_template.safe_substitute(
+            request=request,
+            types=", ".join(ObservationType),
             tool_name=item.tool_name,
             files=", ".join(item.files_touched) or "(none)",
             tool_input=tool_input,
@@ -291,9 +346,7 @@ class LLMCompressor:
 
     def fallback(self, item: QueueItem, reason: str) -> LLMCompressed:
         """The default, offline compression, marked as made without the model and why."""
-        done = compress(
-            item.tool_name, item.tool_input or {}, item.raw_output or "", failure=item.failure
-        )
+        done = _offline(item)
         note = f"[compressed offline, not by {self.model_id}: {reason}]"
         detail = f"{done.detail}\n{note}" if done.detail else note
         return LLMCompressed(
@@ -304,6 +357,7 @@ class LLMCompressor:
             functions_changed=done.functions_changed,
             tokens_raw=done.tokens_raw,
             tokens_compressed=estimate_tokens(done.title + done.summary + detail),
+            type=done.type,
             compressor="default",
             model=None,
             fallback_reason=reason,
@@ -368,11 +422,25 @@ class LLMCompressor:
         return done
 
     def _result(self, item: QueueItem, answer: dict[str, Any]) -> LLMCompressed:
+        if is_summary(item):
+            text = labelled(answer, summarise(facts_of(item)))
+            return LLMCompressed(
+                title="Session summary",
+                summary=text,
+                detail=None,
+                tokens_raw=self._tokens_raw(item),
+                tokens_compressed=estimate_tokens(text),
+                compressor="llm",
+                model=self.model_id,
+            )
         title = _one_line(answer.get("title"), TITLE_MAX)
         summary = _capped(answer.get("summary"), SUMMARY_MAX)
         detail = _capped(answer.get("detail"), DETAIL_MAX) or None
-        if not title:
-            title = compress(item.tool_name, item.tool_input or {}, item.raw_output or "").title
+        kind = answer.get("type")
+        kind = kind.strip().lower() if isinstance(kind, str) else None
+        offline = _offline(item) if not title or kind not in _TYPES else None
+        if not title and offline is not None:
+            title = offline.title
         files = list(item.files_touched) or files_from_tool_input(
             item.tool_name, item.tool_input or {}
         )
@@ -384,6 +452,8 @@ class LLMCompressor:
             functions_changed=_names(answer.get("functions_changed")),
             tokens_raw=self._tokens_raw(item),
             tokens_compressed=estimate_tokens(title + summary + (detail or "")),
+            # The model's type when it gave one of ours, else the offline one.
+            type=kind if kind in _TYPES else offline.type if offline is not None else None,
             compressor="llm",
             model=self.model_id,
         )

@@ -34,6 +34,7 @@ from datasette_claude_mem.storage.models import (
     FunctionMapUpsert,
     ObservationCreate,
     QueueItem,
+    SessionUpdate,
     format_ts,
 )
 from datasette_claude_mem.storage.store import Store
@@ -45,6 +46,12 @@ from datasette_claude_mem.worker.code_index import (
 )
 from datasette_claude_mem.worker.compress import Compressed, compress
 from datasette_claude_mem.worker.file_states import Baseline, baseline_for, item_path
+from datasette_claude_mem.worker.session_summary import (
+    compress_summary,
+    is_summary,
+    session_facts,
+    with_facts,
+)
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 T = TypeVar("T")
@@ -139,8 +146,14 @@ class DefaultCompressor:
     name = "default"
 
     def __call__(self, item: QueueItem) -> Compressed:
+        if is_summary(item):
+            return compress_summary(item)
         return compress(
-            item.tool_name, item.tool_input or {}, item.raw_output or "", failure=item.failure
+            item.tool_name,
+            item.tool_input or {},
+            item.raw_output or "",
+            failure=item.failure,
+            prompt=item.prompt,
         )
 
 
@@ -358,7 +371,9 @@ class Worker:
         brings it) and written inside it, in a savepoint of its own: a failure there is
         reported but neither undoes the observation nor stops the worker.
         """
-        if not isinstance(result, Exception):
+        observation: ObservationCreate | None = None
+        summary = is_summary(item)
+        if not isinstance(result, Exception) and not summary:
             try:
                 observation = ObservationCreate(
                     session_id=item.session_id,
@@ -368,6 +383,7 @@ class Worker:
                     detail=result.detail,
                     files_touched=result.files_touched or item.files_touched,
                     functions_changed=result.functions_changed,
+                    type=result.type,
                     tokens_raw=result.tokens_raw,
                     tokens_compressed=result.tokens_compressed,
                 )
@@ -390,6 +406,9 @@ class Worker:
         try:
             with store.write():
                 write_log(store, item, getattr(result, "log", []))
+                if summary:
+                    # A session's summary, rebuilt: it replaces the one before.
+                    store.update_session(item.session_id, SessionUpdate(summary=result.summary))
                 # The code first: a change then never postdates the observation that made
                 # it, so the observation is not stale by its own change.
                 if self.index_code and sources:
@@ -520,6 +539,10 @@ async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
     if not await backend.read(lambda store: store.has_claimable_work()):
         return report
     for item in await backend.write(worker.claim):
+        if is_summary(item):
+            # Read now, after the items queued before it were finished.
+            facts = await backend.read(functools.partial(session_facts, item=item))
+            item = with_facts(item, facts)
         root = None
         if worker.index_code:
             root = await backend.read(functools.partial(project_root, item=item))

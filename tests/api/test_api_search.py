@@ -132,6 +132,29 @@ async def test_since_is_read_as_a_date(ds: Datasette, token: str, seeded: dict) 
 
 
 @pytest.mark.asyncio
+async def test_search_keeps_the_types_asked_for(ds: Datasette, token: str, memory_path) -> None:
+    with Store(memory_path) as store:
+        store.create_session(SessionStart(id="st", project_dir=A, project=A))
+        fix, read = (
+            store.create_observation(
+                ObservationCreate(
+                    session_id="st", tool_name=tool, title=title, summary="", type=kind
+                )
+            ).row.id
+            for tool, kind, title in (
+                ("Edit", "bugfix", "Fix the refund sign"),
+                ("Read", "discovery", "Read the refund code"),
+            )
+        )
+    body = (await search(ds, token, q="refund", types="bugfix,failure")).json()
+    assert [(hit["id"], hit["type"]) for hit in body["hits"]] == [(fix, "bugfix")]
+    assert body["types"] == ["bugfix", "failure"]
+    assert read in [hit["id"] for hit in (await search(ds, token, q="refund")).json()["hits"]]
+    response = await search(ds, token, q="refund", types="fix")
+    assert_error(response, 400, "types", "'fix'")
+
+
+@pytest.mark.asyncio
 async def test_search_needs_a_reader(ds: Datasette, seeded: dict) -> None:
     response = await ds.client.get("/-/claude-mem/search?q=discount")
     assert response.status_code in (401, 403)
@@ -148,6 +171,7 @@ async def test_search_is_in_the_openapi_document(ds: Datasette) -> None:
         "q": True,
         "project": False,
         "mode": False,
+        "types": False,
         "kinds": False,
         "since": False,
         "limit": False,

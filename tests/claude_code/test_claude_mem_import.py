@@ -316,10 +316,11 @@ def test_import_brings_sessions_prompts_observations_and_summaries(
     assert fix.summary == "cart.total() subtracts each line's discount"
     assert "total() lives in shop/cart.py" in fix.detail
     assert fix.files_touched == [str(shop / "cart.py")]
-    assert fix.tool_name == "claude-mem:bugfix"
+    assert (fix.tool_name, fix.type) == ("claude-mem:bugfix", "bugfix")
     assert fix.created_at.isoformat().startswith("2026-03-01T10:00:05")
     [explore] = target.list_observations("cc-shop-2")
     assert (explore.agent_type, explore.agent_id) == ("Explore", "a0123456789abcdef")
+    assert explore.type == "discovery"
 
 
 def test_project_names_map_to_repository_keys_where_the_folder_exists(

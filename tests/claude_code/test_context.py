@@ -140,6 +140,18 @@ def test_sections_with_nothing_to_say_are_left_out(store: Store, project_dir: Pa
     assert list(sections(context.markdown)) == ["learnings"]  # itself is not its history
 
 
+def test_an_observation_shows_its_type(store: Store, project_dir: Path) -> None:
+    session = new_session(store, project_dir, "typed")
+    for tool, kind, title in (("Edit", "bugfix", "Fix apply_discount"), ("Read", None, "Read")):
+        made = ObservationCreate(
+            session_id="typed", tool_name=tool, title=title, summary="it works", type=kind
+        )
+        store.create_observation(made)
+    lines = build_context(store, session.project).markdown.splitlines()
+    assert any(line.endswith("[bugfix] Fix apply_discount: it works") for line in lines)
+    assert not any("[None]" in line for line in lines)
+
+
 def test_every_section_appears_and_keeps_to_its_budget(store: Store, project_dir: Path) -> None:
     project = fill(store, project_dir, "a")
     context = build_context(store, project)

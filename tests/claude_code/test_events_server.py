@@ -19,6 +19,7 @@ from payloads import (
 )
 
 from datasette_claude_mem.settings import Config
+from datasette_claude_mem.worker.session_summary import SUMMARY_TOOL
 
 BUDGET = Config().context_budget
 
@@ -36,6 +37,12 @@ def session_rows(server, session_id: str) -> tuple[list[dict], list[dict], dict 
     )
     found = db_rows(server.db_path, "SELECT * FROM sessions WHERE id = ?", [session_id])
     return events, queue, found[0] if found else None
+
+
+def tool_uses_and_summaries(queue: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The queue's tool uses, and the summary items Stops left beside them."""
+    summaries = [q for q in queue if q["tool_name"] == SUMMARY_TOOL]
+    return [q for q in queue if q["tool_name"] != SUMMARY_TOOL], summaries
 
 
 def tokens_of(text: str) -> int:
@@ -60,6 +67,9 @@ def test_the_corpus_over_a_real_server(mem_server, repo: Repo) -> None:
     assert session["project"] == str(repo.main) and session["project_dir"] == str(repo.sub)
     assert session["status"] == "closed"
     tools = [p for p in sent if p["hook_event_name"] == "PostToolUse"]
+    queue, summaries = tool_uses_and_summaries(queue)
+    said = [p for p in sent if p["hook_event_name"] == "Stop" and p.get("last_assistant_message")]
+    assert len(summaries) == len(said)  # each Stop that says something queues a summary
     assert [q["tool_use_id"] for q in queue] == [p["tool_use_id"] for p in tools]
     for item, payload in zip(queue, tools, strict=True):
         assert json.loads(item["files_touched"]) == EXPECTED_FILES[payload["tool_name"]]
@@ -135,6 +145,7 @@ def test_a_scripted_session_over_http_hooks_then_the_next_start(mem_server, repo
     assert session["status"] == "closed" and session["ended_at"] is not None
     assert [e["event_type"] for e in stored] == [p["hook_event_name"] for p in events]
     tool_uses = [p for p in events if p["hook_event_name"] == "PostToolUse"]
+    queue, _ = tool_uses_and_summaries(queue)
     assert [q["tool_use_id"] for q in queue] == [p["tool_use_id"] for p in tool_uses]
     assert {q["status"] for q in queue} == {"raw"}  # the worker is off in this server
     for item, payload in zip(queue, tool_uses, strict=True):

@@ -28,6 +28,8 @@ from fake_anthropic import (
 )
 from helpers import MemServer, db_rows
 
+from datasette_claude_mem.worker.session_summary import SUMMARY_TOOL
+
 MODES = ["http", "command"]
 CONTEXT_MARK = "SessionStart hook additional context: # Memory of"
 MCP_SERVER = Path(__file__).with_name("mcp_pricing.py")
@@ -67,8 +69,9 @@ def install_hooks(world: ClaudeWorld, server: MemServer, mode: str) -> None:
 def queue_rows(server: MemServer, session_id: str) -> list[dict]:
     return db_rows(
         server.db_path,
-        "select tool_use_id, tool_name from pending_queue where session_id = ? order by rowid",
-        [session_id],
+        "select tool_use_id, tool_name from pending_queue where session_id = ? "
+        "and tool_name != ? order by rowid",  # the tool uses, not the summary items of Stops
+        [session_id, SUMMARY_TOOL],
     )
 
 

@@ -178,6 +178,21 @@ async def test_search_filters_by_kind_date_and_limit(
 
 
 @pytest.mark.asyncio
+async def test_search_filters_by_observation_type(
+    ds: Datasette, token: str, memory: Memory, memory_path: Path
+) -> None:
+    with Store(memory_path) as store:
+        fix = observe(store, "a1", "Tokenizer fix", "NFC before split", type="bugfix")
+    answer, error = await call(ds, token, "search", query="tokenizer", session_id="a1",
+                               types=["bugfix", "failure"])  # fmt: skip
+    assert not error and ID.findall(answer) == [fix]
+    assert "observation/bugfix/Edit" in answer
+    answer, error = await call(ds, token, "search", query="tokenizer", session_id="a1",
+                               types=["chore"])  # fmt: skip
+    assert error and "types" in answer
+
+
+@pytest.mark.asyncio
 async def test_about_a_file_and_a_function(ds: Datasette, token: str, memory: Memory) -> None:
     answer, error = await call(ds, token, "about", path="src/parse.py", session_id="a1")
     assert not error, answer

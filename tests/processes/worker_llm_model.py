@@ -39,7 +39,8 @@ def tokens(text: str) -> int:
 
 
 class ScriptedModel(llm.Model):
-    """style: plain JSON, JSON fenced amid prose, garbage, or an error; usage on or off."""
+    """style: plain JSON, JSON with a type, JSON fenced amid prose, garbage, or an error;
+    usage on or off."""
 
     can_stream = False
 
@@ -58,7 +59,10 @@ class ScriptedModel(llm.Model):
             time.sleep(self.delay)
         if self.style == "error":
             raise RuntimeError("the model is unavailable")
-        body = json.dumps(answer_for(text, self.model_id))
+        answer = answer_for(text, self.model_id)
+        if self.style == "typed":
+            answer["type"] = "Refactor"  # as a model may write it
+        body = json.dumps(answer)
         if self.style == "fenced":
             body = f"Here is the record:\n```json\n{body}\n```\nAnything else?"
         elif self.style == "garbage":
@@ -71,6 +75,7 @@ class ScriptedModel(llm.Model):
 MODELS = [
     ScriptedModel("cm-test-json"),
     ScriptedModel("cm-test-fenced", style="fenced"),
+    ScriptedModel("cm-test-typed", style="typed"),
     ScriptedModel("cm-test-nousage", usage=False),
     ScriptedModel("cm-test-garbage", style="garbage"),
     ScriptedModel("cm-test-error", style="error"),

@@ -36,6 +36,7 @@ from datasette_claude_mem.names import PREFIX
 from datasette_claude_mem.redaction.keys import marker
 from datasette_claude_mem.redaction.redactor import DEFAULT, redact, redact_value
 from datasette_claude_mem.redaction.scrub import Scrubber
+from datasette_claude_mem.worker.session_summary import SUMMARY_TOOL
 
 CORPUS = make_corpus()
 ORDINARY = ordinary()
@@ -332,7 +333,12 @@ async def test_no_event_shape_stores_a_secret(
     conn = sqlite3.connect(memory_path)
     try:
         rows = conn.execute("SELECT event_type, data FROM event_log ORDER BY created_at").fetchall()
-        payloads = conn.execute("SELECT raw_output, tool_input FROM pending_payloads").fetchall()
+        # The tool uses' payloads; Stop's summary item holds the (redacted) last message.
+        payloads = conn.execute(
+            "SELECT p.raw_output, p.tool_input FROM pending_payloads p "
+            "JOIN pending_queue q ON q.id = p.item_id WHERE q.tool_name != ?",
+            [SUMMARY_TOOL],
+        ).fetchall()
     finally:
         conn.close()
     # What was taken is counted on each event row, by kind, and the text around it kept.

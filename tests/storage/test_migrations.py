@@ -17,7 +17,8 @@ from processes.common import PROCESSES, ROOT, UUID7
 from sqlite_utils import Database
 
 from datasette_claude_mem.storage.database import connect, migrate
-from datasette_claude_mem.storage.migrations import migrations
+from datasette_claude_mem.storage.kinds import ObservationType
+from datasette_claude_mem.storage.migrations import OBSERVATION_TYPES, migrations
 from datasette_claude_mem.storage.models import new_id
 from datasette_claude_mem.storage.store import Store
 
@@ -58,6 +59,7 @@ OTHER_INDEXES = {
     "idx_entries_project",
     "idx_entries_session",
     "idx_log_project",
+    "idx_obs_type",
 }
 TRIGGERS = {
     "observations_ai",
@@ -218,6 +220,8 @@ BAD_ROWS = [
     ("learnings", {"category": "gotcha", "content": "c"}, "content", "   "),
     ("learnings", {"category": "gotcha", "content": "c"}, "content", None),
     ("learnings", {"category": "gotcha", "content": "c"}, "is_active", 2),
+    ("observations", {"session_id": "s1", "tool_name": "Edit", "title": "t", "summary": "s",
+                      "type": "bugfix"}, "type", "chore"),
     ("event_log", {"event_type": "e"}, "data", "[1, 2]"),
     ("event_log", {"event_type": "e"}, "data", "{bad"),
     ("event_log", {"event_type": "e"}, "event_type", None),
@@ -515,5 +519,36 @@ def test_m011_keeps_what_earlier_rows_knew_of_their_changes(tmp_path: Path) -> N
             ("c", "h-c", None),
         ]
         assert database.execute("SELECT functions FROM learnings").fetchall() == [("[]",)]
+    finally:
+        database.conn.close()
+
+
+def test_m012_allows_the_observation_types_the_models_know() -> None:
+    """The migration spells the types out (it imports nothing); both lists must agree."""
+    assert tuple(ObservationType) == OBSERVATION_TYPES
+
+
+def test_m012_types_the_observations_made_before_it_by_their_tool(tmp_path: Path) -> None:
+    database = Database(connect(tmp_path / "old.db"), execute_plugins=False)
+    try:
+        migrations.apply(database, stop_before="m012_add_observation_types")
+        database.execute(
+            "INSERT INTO sessions (id, project, project_dir) VALUES ('old', 'p', '/p')"
+        )
+        for n, tool in enumerate(("Read", "Edit", "TodoWrite", "Bash")):
+            database.execute(
+                "INSERT INTO observations (id, session_id, tool_name, title, summary) "
+                "VALUES (?, 'old', ?, 't', 's')",
+                [f"o{n}", tool],
+            )
+        assert migrate(database)[0] == "m012_add_observation_types"
+        rows = database.execute("SELECT tool_name, type FROM observations ORDER BY id").fetchall()
+        # A command says nothing of its purpose by its tool alone: it stays unknown.
+        assert rows == [
+            ("Read", "discovery"),
+            ("Edit", "change"),
+            ("TodoWrite", "decision"),
+            ("Bash", None),
+        ]
     finally:
         database.conn.close()

@@ -79,7 +79,7 @@ def plan(path: Path, sql: str, params: dict) -> list[str]:
         conn.close()
 
 
-PARAMS = {"match": '"w001"', "project": PROJECT, "since": "", "limit": 10, "kinds": ""}
+PARAMS = {"match": '"w001"', "project": PROJECT, "since": "", "limit": 10, "kinds": "", "types": ""}
 
 
 @pytest.mark.parametrize("kinds", [None, KINDS, ("observation", "learning")])

@@ -27,6 +27,7 @@ from datasette_claude_mem.worker.llm_compress import (  # noqa: E402
     parse_answer,
 )
 from datasette_claude_mem.worker.loop import Worker, reserve, write_log  # noqa: E402
+from datasette_claude_mem.worker.session_summary import summary_item  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -363,3 +364,51 @@ def test_missing_llm_library_says_what_to_install(
     monkeypatch.setitem(sys.modules, "llm", None)
     with pytest.raises(LLMUnavailable, match=r"pip install 'datasette-claude-mem\[llm\]'"):
         LLMCompressor(store, "cm-test-json")
+
+
+def test_a_session_summary_is_written_by_the_model_over_the_offline_draft(
+    store: Store, session
+) -> None:
+    store.log_event(
+        "UserPromptSubmit",
+        {"prompt": "Fix the refund rounding"},
+        session_id=session.id,
+        project=session.project,
+    )
+    store.enqueue(summary_item(session.id, "Fixed the rounding; nothing is left."))
+    report = Worker(LLMCompressor(store, "cm-test-json")).run_once(store)
+    assert report.done == 1
+    [prompt] = models.PROMPTS
+    # The model sees the session's facts and the offline draft.
+    assert "Fix the refund rounding" in prompt and "Request: Fix the refund rounding" in prompt
+    expected = models.answer_for(prompt, "cm-test-json")
+    lines = store.get_session(session.id).summary.splitlines()
+    # The test model answers a summary only; what it leaves out comes from the draft.
+    assert lines == [
+        "Request: Fix the refund rounding",
+        f"Done: {expected['summary']}",
+        "Open: nothing said to be left",
+    ]
+    assert store.list_observations(session.id) == []
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"), [("cm-test-json", "test"), ("cm-test-typed", "refactor")]
+)
+def test_the_models_type_is_kept_else_the_offline_one(
+    store: Store, session, model: str, expected: str
+) -> None:
+    store.enqueue(
+        QueueItemCreate(
+            session_id=session.id,
+            tool_use_id="t1",
+            tool_name="Bash",
+            tool_input={"command": "pytest -q"},
+            raw_output=json.dumps({"stdout": "1 failed, 2 passed in 0.2s", "stderr": ""}),
+        )
+    )
+    assert Worker(LLMCompressor(store, model)).run_once(store).done == 1
+    [prompt] = models.PROMPTS
+    assert "bugfix, feature, refactor" in prompt  # it was asked for one
+    [obs] = store.list_observations(session.id)
+    assert (obs.title, obs.type) == (f"Bash compressed by {model}", expected)

@@ -114,6 +114,7 @@ def test_items_are_compressed_in_a_worker_process_started_again_when_it_dies(
     server = mem_server_factory(worker=True)
     assert server.hook(bash_hook(0, project)).status_code == 200
     wait_until(lambda: done_count(server) == 1, "the first observation")
+    wait_until(lambda: batches(server), "the first batch's log")
     [first] = batches(server)
     child = first["process"]
     assert first["worker"] == f"server:{server.proc.pid}"
@@ -125,6 +126,8 @@ def test_items_are_compressed_in_a_worker_process_started_again_when_it_dies(
     os.kill(child, signal.SIGKILL)
     assert server.hook(bash_hook(1, project)).status_code == 200
     wait_until(lambda: done_count(server) == 2, "an observation after the worker process died")
+    # The batch is logged just after its items are done.
+    wait_until(lambda: len(batches(server)) == 2, "the second batch's log")
     second = batches(server)[-1]
     assert second["done"] == 1 and second["process"] not in (child, server.proc.pid)
     assert alive(second["process"])
