@@ -44,6 +44,10 @@ class Links:
     def context_preview(self, project: str | None = None) -> str:
         return self.ds.urls.path(f"{PREFIX}/context-preview") + self._qs({"project": project})
 
+    def export(self, project: str | None = None) -> str:
+        """The JSON lines download `datasette claude-mem import` takes back (api/export.py)."""
+        return self.ds.urls.path(f"{PREFIX}/export") + self._qs({"project": project})
+
     def context_json(self, project: str) -> str:
         return self.ds.urls.path(f"{PREFIX}/context") + self._qs({"project": project})
 

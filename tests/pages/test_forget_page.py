@@ -77,6 +77,21 @@ async def test_the_project_page_shows_what_it_holds_and_asks_before_forgetting(m
 
 
 @pytest.mark.asyncio
+async def test_the_project_page_offers_its_memory_as_a_download(mem: Datasette):
+    project = await project_of(mem, "alpha")
+    page = await mem.client.get(Links(mem, "claude-mem").project(project), cookies=cookie(mem))
+    link = re.search(r'<a href="([^"]+)" download>', page.text)
+    assert link, "the project page links to a download"
+    response = await mem.client.get(html.unescape(link.group(1)), cookies=cookie(mem))
+    assert response.status_code == 200
+    assert "attachment" in response.headers["content-disposition"]
+    lines = response.text.splitlines()
+    assert len(lines) > 3
+    assert "tokenizer gotcha alpha" in response.text
+    assert "tokenizer gotcha beta" not in response.text
+
+
+@pytest.mark.asyncio
 async def test_forgetting_a_session_from_its_page_goes_back_with_a_message(mem: Datasette):
     sid = (await query_rows(mem, "SELECT id FROM sessions LIMIT 1"))[0]["id"]
     markup = (await mem.client.get(f"/-/claude-mem/sessions/{sid}", cookies=cookie(mem))).text
