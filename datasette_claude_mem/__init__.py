@@ -11,6 +11,10 @@ __version__ = "0.1.0"
 
 @hookimpl
 def register_actions(datasette):
+    from datasette_claude_mem import plugin
+
+    # The first hook Datasette calls, before it opens any connection.
+    plugin.find_read_only(datasette)
     return [
         Action(
             name=WRITE_ACTION,

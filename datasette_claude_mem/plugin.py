@@ -23,7 +23,8 @@ from datasette_claude_mem.names import PLUGIN
 from datasette_claude_mem.redaction.redactor import Redactor
 from datasette_claude_mem.settings import Config, SettingsError
 from datasette_claude_mem.storage.batching import WriteQueue
-from datasette_claude_mem.storage.database import apply_pragmas, migrate
+from datasette_claude_mem.storage.database import apply_pragmas, migrate, unwritable
+from datasette_claude_mem.storage.errors import ReadOnly, write_fault
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.search import fts_query
 from datasette_claude_mem.storage.store import Store
@@ -55,6 +56,8 @@ class PluginState:
     # Semantic search (storage/vectors.py), when the embeddings extra is installed.
     semantic: Any = None
     semantic_checked: bool = False
+    # Why the memory file cannot be written, when startup found it so; writes answer 503.
+    read_only: str | None = None
 
     @classmethod
     def from_datasette(cls, datasette: Datasette) -> PluginState:
@@ -98,8 +101,11 @@ def prepare_memory_connection(conn: sqlite3.Connection, config: Config) -> None:
 
 def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:
     """The store on one of Datasette's connections (prepared by prepare_memory_connection)."""
-    made = state(datasette).redactor
-    return Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
+    kept = state(datasette)
+    made = kept.redactor
+    store = Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
+    store.write_timeout = kept.config.write_timeout_seconds
+    return store
 
 
 def semantic_search(datasette: Datasette) -> Any:
@@ -135,9 +141,19 @@ async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
     if db is None:
         raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
     kept = state(datasette)
+    if kept.read_only:
+        raise ReadOnly(db.path, kept.read_only)
     if kept.write_queue is None or kept.write_queue.db is not db:
         kept.write_queue = WriteQueue(db, lambda conn: open_store(datasette, conn))
-    return await kept.write_queue.submit(fn)
+    try:
+        return await kept.write_queue.submit(fn)
+    except Exception as error:
+        # The disk's faults (read-only, full, I/O error, the lock held past the deadline)
+        # say so and name the file; everything else goes on as it was raised.
+        fault = write_fault(error, db.path)
+        if fault is None or fault is error:
+            raise
+        raise fault from error
 
 
 async def read(datasette: Datasette, fn: Callable[[Store], T]) -> T:
@@ -154,6 +170,10 @@ async def startup(datasette: Datasette) -> None:
     if db is None:
         return
     name = memory_database_name(datasette)
+    kept = state(datasette)
+    if kept.read_only:
+        await _serve_read_only(datasette, db, kept.read_only)
+        return
     if not db.is_mutable:
         raise StartupError(
             f"The memory database {name!r} is opened immutable; it must be writable "
@@ -174,17 +194,7 @@ async def startup(datasette: Datasette) -> None:
             f"plugin's 'database' option to the memory database's name."
         ) from error
     await _warn_about_schema(db)
-    for query in QUERIES:
-        await datasette.add_query(
-            name,
-            query.name,
-            query.sql,
-            title=query.title,
-            description=query.description,
-            parameters=list(query.parameters),
-            is_trusted=True,
-            source=PLUGIN,
-        )
+    await _publish_queries(datasette, name)
     spooled = spool_path(datasette)
     if spooled is not None:
         from datasette_claude_mem.claude_code.spool import ingest_spool
@@ -206,6 +216,58 @@ async def startup(datasette: Datasette) -> None:
         write=functools.partial(write, datasette),
         idle=functools.partial(idle_work, datasette),
     )
+
+
+def find_read_only(datasette: Datasette) -> None:
+    """Before Datasette's first connection: a memory file that cannot be written is opened
+    immutable, since a WAL file whose journal cannot be made is otherwise not even read."""
+    db = memory_database(datasette)
+    if db is None or not db.path or not db.is_mutable:
+        return
+    reason = unwritable(db.path)
+    if reason:
+        state(datasette).read_only = reason
+        db.is_mutable = False
+
+
+async def _serve_read_only(datasette: Datasette, db: DatasetteDatabase, reason: str) -> None:
+    """A memory that cannot be written is still read, with one line saying so; writes answer
+    503 until it is writable and the server started again. Nothing that writes runs."""
+    from datasette_claude_mem.storage.migrations import migrations
+
+    name = memory_database_name(datasette)
+    pending = await db.execute_fn(
+        lambda conn: [m.name for m in migrations.pending(_sqlite_utils(conn))]
+    )
+    if pending:
+        raise StartupError(
+            f"{db.path} cannot be migrated: {reason}. Make it writable, or serve a copy."
+        )
+    print(
+        f"{PLUGIN}: {db.path}: {reason}; serving reads only, writes answer 503",
+        file=sys.stderr,
+    )
+    await _publish_queries(datasette, name)
+
+
+async def _publish_queries(datasette: Datasette, name: str) -> None:
+    for query in QUERIES:
+        await datasette.add_query(
+            name,
+            query.name,
+            query.sql,
+            title=query.title,
+            description=query.description,
+            parameters=list(query.parameters),
+            is_trusted=True,
+            source=PLUGIN,
+        )
+
+
+def _sqlite_utils(conn: sqlite3.Connection) -> Any:
+    from sqlite_utils import Database
+
+    return Database(conn, execute_plugins=False)
 
 
 async def take_in_spool(datasette: Datasette, path: Path, interval: float = 2.0) -> None:

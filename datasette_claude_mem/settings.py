@@ -58,6 +58,10 @@ class Config:
     # NORMAL survives any crash of the application; FULL also survives a power loss.
     synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
+    # A write waiting for another program's write lock gives up after this long (503).
+    write_timeout_seconds: float = 30.0
+    # A hook event waits this long for the lock, then is kept in the server's spool.
+    hook_wait_seconds: float = 1.0
 
     # Host names the server answers to besides loopback (DNS rebinding guard).
     allowed_hosts: tuple[str, ...] = ()
@@ -123,7 +127,15 @@ class Config:
             values["base_dir"] = Path(env[ENV_DIR])
         if env.get(ENV_SYNCHRONOUS):
             values["synchronous"] = env[ENV_SYNCHRONOUS]
-        for name in ("database", "synchronous", "busy_timeout_ms", "spool", "default_project"):
+        for name in (
+            "database",
+            "synchronous",
+            "busy_timeout_ms",
+            "write_timeout_seconds",
+            "hook_wait_seconds",
+            "spool",
+            "default_project",
+        ):
             if plugin.get(name) is not None:
                 values[name] = plugin[name]
         for name in ("compression_model", "compression_daily_token_budget"):

@@ -183,6 +183,10 @@ def handle_hook(
     context_since: str | None = None
     wants_context = event == "SessionStart" and with_context
     with store.write():
+        if event_id and store.has_event(event_id):
+            # Taken in already (a spool read twice, or a write that finished after its
+            # event was spooled): nothing is stored twice.
+            return HookResult({}, event, session_id, project, 0.0)
         if session_id and cwd:
             session = (
                 store.get_session(session_id)

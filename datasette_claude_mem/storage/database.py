@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import sqlite3
 import time
@@ -80,6 +81,17 @@ def execute_until(conn: sqlite3.Connection, sql: str, deadline: float) -> None:
                 raise
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.05)
+
+
+def unwritable(path: str | Path) -> str | None:
+    """Why a memory file cannot be written (it, or the directory its journal goes in, is
+    read-only), or None. Reads of such a file are still served."""
+    path = Path(path)
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return "its directory is read-only"
+    return None
 
 
 class ForeignDatabase(sqlite3.DatabaseError):
@@ -206,6 +218,8 @@ class StoreBase:
             redact_value = redact_value or redact.DEFAULT.value
         self.redact_text = redact_text
         self.redact_value = redact_value
+        # How long a write waits for another program's write lock before it fails.
+        self.write_timeout = WRITE_RETRY_SECONDS
         self._depth = 0  # savepoints open inside a caller's transaction
         self._checkpoint_wanted = False
 
@@ -259,7 +273,7 @@ class StoreBase:
                 self._depth -= 1
             conn.execute(f"RELEASE SAVEPOINT {name}")
             return
-        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        deadline = time.monotonic() + self.write_timeout
         begin_immediate(conn, deadline)
         try:
             yield conn
