@@ -24,7 +24,7 @@ from datasette_claude_mem.redaction.redactor import Redactor
 from datasette_claude_mem.settings import Config, SettingsError
 from datasette_claude_mem.storage.batching import WriteQueue
 from datasette_claude_mem.storage.database import apply_pragmas, migrate, unwritable
-from datasette_claude_mem.storage.errors import ReadOnly, write_fault
+from datasette_claude_mem.storage.errors import DiskError, ReadOnly, write_fault
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.search import fts_query
 from datasette_claude_mem.storage.store import Store
@@ -195,17 +195,18 @@ async def startup(datasette: Datasette) -> None:
         ) from error
     await _warn_about_schema(db)
     await _publish_queries(datasette, name)
-    spooled = spool_path(datasette)
-    if spooled is not None:
-        from datasette_claude_mem.claude_code.spool import ingest_spool
+    # The command hook's spool (when it is this memory's) and the server's own (hook events
+    # kept while another program held the write lock): what a crash left is taken in now,
+    # what comes later within seconds.
+    from datasette_claude_mem.claude_code.hook_spool import server_spool_path
+    from datasette_claude_mem.claude_code.spool import ingest_spool
 
-        config = state(datasette).config
-        await write(
-            datasette,
-            lambda store: ingest_spool(store, spooled, config=config),
-        )
+    config = state(datasette).config
+    spools = [p for p in (spool_path(datasette), db.path and server_spool_path(db.path)) if p]
+    for spooled in spools:
+        await write(datasette, lambda store, p=spooled: ingest_spool(store, p, config=config))
         datasette.add_background_task(
-            lambda ds: take_in_spool(ds, spooled), name="claude-mem-spool"
+            lambda ds, p=spooled: take_in_spool(ds, p), name=f"claude-mem-spool {spooled.name}"
         )
     from datasette_claude_mem.worker import in_server
 
@@ -228,6 +229,45 @@ def find_read_only(datasette: Datasette) -> None:
     if reason:
         state(datasette).read_only = reason
         db.is_mutable = False
+
+
+async def keep_hook_event(
+    datasette: Datasette, payload: dict[str, Any], event_id: str, pending: asyncio.Future
+) -> dict[str, Any]:
+    """A hook event whose write has waited past hook_wait_seconds: kept in the server's spool
+    (on the disk when this returns), and the answer Claude Code gets. The write goes on
+    waiting; whichever of it and the spool's pass comes first stores the event (its id
+    makes the other store nothing).
+
+    When the spool cannot take it either, the disk's fault is raised: a 503, on which the
+    command hook spools the event itself."""
+    from datasette_claude_mem.claude_code.events import session_start_output
+    from datasette_claude_mem.claude_code.hook_spool import keep, server_spool_path
+
+    db = memory_database(datasette)
+    assert db is not None and db.path
+    kept = state(datasette)
+    pending.add_done_callback(_report_late_failure)
+    path = server_spool_path(db.path)
+    try:
+        await asyncio.to_thread(keep, path, payload, event_id, kept.redactor)
+    except OSError as error:
+        raise (write_fault(error, str(path)) or DiskError(str(path), str(error))) from error
+    if payload.get("hook_event_name") != "SessionStart":
+        return {}
+    # The context is read, not written: reads go on while another program writes.
+    return await read(
+        datasette, lambda store: session_start_output(store, payload, config=kept.config)
+    )
+
+
+def _report_late_failure(pending: asyncio.Future) -> None:
+    """A hook's write that failed after its event was spooled: the spool still has it."""
+    if pending.cancelled():
+        return
+    error = pending.exception()
+    if error is not None and write_fault(error, None) is None:
+        print(f"{PLUGIN}: a spooled hook event's write failed: {error}", file=sys.stderr)
 
 
 async def _serve_read_only(datasette: Datasette, db: DatasetteDatabase, reason: str) -> None:
