@@ -44,6 +44,16 @@ def startup(datasette):
 
 
 @hookimpl
+def shutdown(datasette):
+    from datasette_claude_mem import plugin
+
+    async def inner():
+        await plugin.shutdown(datasette)
+
+    return inner
+
+
+@hookimpl
 def prepare_jinja2_environment(env, datasette):
     from datasette_claude_mem.pages import formatting
 

@@ -219,6 +219,25 @@ async def startup(datasette: Datasette) -> None:
     )
 
 
+async def shutdown(datasette: Datasette) -> None:
+    """A clean stop (SIGTERM, Ctrl-C): the worker stops and gives its leases back, so its
+    items wait again at once rather than until the lease runs out; the WAL is folded into
+    the file (TRUNCATE), so the file alone holds the memory. Datasette then closes every
+    connection, and the last one removes the -wal and -shm files."""
+    db = memory_database(datasette)
+    if db is None or state(datasette).read_only:
+        return
+    from datasette_claude_mem.worker import in_server
+
+    worker_id = await in_server.stop(datasette)
+    try:
+        if worker_id is not None:
+            await write(datasette, lambda store: store.release_leases(worker_id))
+        await write(datasette, lambda store: store.checkpoint(wait_ms=2000))
+    except Exception as error:  # noqa: BLE001 - a stop must go on; a crash recovers as well
+        print(f"{PLUGIN}: at shutdown: {type(error).__name__}: {error}", file=sys.stderr)
+
+
 def find_read_only(datasette: Datasette) -> None:
     """Before Datasette's first connection: a memory file that cannot be written is opened
     immutable, since a WAL file whose journal cannot be made is otherwise not even read."""

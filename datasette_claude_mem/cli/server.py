@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from datasette_claude_mem.names import (
     METADATA,
 )
 from datasette_claude_mem.settings import Config
+from datasette_claude_mem.storage.database import close_cleanly
 from datasette_claude_mem.storage.store import Store
 
 
@@ -105,7 +107,33 @@ def serve(
             json.dumps([*configured, *hosts]),
         ]
     args += ["-m", str(METADATA)]
-    datasette_serve.main(args=[*args, *datasette_args], prog_name="datasette claude-mem serve")
+    # uvicorn shuts down gracefully on SIGTERM and Ctrl-C, then raises the signal again with
+    # the handler it found: this one, so that the stop ends here, quietly, and the memory is
+    # closed cleanly after Datasette has closed its connections.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        datasette_serve.main(
+            args=[*args, *datasette_args],
+            prog_name="datasette claude-mem serve",
+            standalone_mode=False,
+        )
+    except (click.exceptions.Abort, Stopped):
+        pass  # Ctrl-C or SIGTERM: a stop asked for, not an error (no "Aborted!")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            close_cleanly(db_path)
+        except sqlite3.Error as error:
+            said = f"{db_path}: not closed cleanly ({error}); the next start recovers"
+            click.echo(said, err=True)
+
+
+class Stopped(Exception):
+    """SIGTERM reached the server: it has shut down."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise Stopped
 
 
 @claude_mem.command()

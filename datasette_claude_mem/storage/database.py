@@ -94,6 +94,20 @@ def unwritable(path: str | Path) -> str | None:
     return None
 
 
+def close_cleanly(path: str | Path, busy_timeout_ms: int = 2000) -> None:
+    """After a server stops: one last read-write connection folds the WAL into the file
+    (TRUNCATE) and closes, and, being the last, takes the -wal and -shm files with it (the
+    server's read connections are read-only, and the last of those to close cannot). When
+    another program still has the file open, both stay, as they must."""
+    if not Path(path).exists() or unwritable(path):
+        return
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.close()
+
+
 class ForeignDatabase(sqlite3.DatabaseError):
     """A database another application made (claude-mem's, say): never migrated or written."""
 
@@ -304,11 +318,12 @@ class StoreBase:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, wait_ms: int = 0) -> None:
         """Fold the WAL back into the database file, so it does not grow without bound.
 
         A reader holding a snapshot would make this wait out the whole busy timeout; without
-        the wait it simply does what it can now, and the next checkpoint does the rest.
+        the wait (``wait_ms`` 0) it simply does what it can now, and the next checkpoint does
+        the rest.
         """
         if self.conn.in_transaction:
             # Inside a transaction it cannot run: it runs when that transaction's owner
@@ -317,7 +332,7 @@ class StoreBase:
             return
         self._checkpoint_wanted = False
         timeout = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        self.conn.execute("PRAGMA busy_timeout=0")
+        self.conn.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:
