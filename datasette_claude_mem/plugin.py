@@ -142,7 +142,7 @@ async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
         raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
     kept = state(datasette)
     if kept.read_only:
-        raise ReadOnly(db.path, kept.read_only)
+        raise ReadOnly(db.path, cause=kept.read_only)
     if kept.write_queue is None or kept.write_queue.db is not db:
         kept.write_queue = WriteQueue(db, lambda conn: open_store(datasette, conn))
     try:
@@ -242,7 +242,7 @@ def find_read_only(datasette: Datasette) -> None:
     """Before Datasette's first connection: a memory file that cannot be written is opened
     immutable, since a WAL file whose journal cannot be made is otherwise not even read."""
     db = memory_database(datasette)
-    if db is None or not db.path or not db.is_mutable:
+    if db is None or not db.path:
         return
     reason = unwritable(db.path)
     if reason:

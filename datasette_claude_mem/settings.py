@@ -195,7 +195,8 @@ class Config:
     def ensure_dirs(self) -> None:
         """Create the directory private to the user: it holds tool outputs."""
         self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.base_dir.chmod(0o700)
+        if self.base_dir.stat().st_mode & 0o777 != 0o700:  # a read-only one may be right
+            self.base_dir.chmod(0o700)
 
 
 def _worker_settings(configured: Any, environment: str | None) -> WorkerSettings:

@@ -27,7 +27,7 @@ from datasette_claude_mem.names import (
     METADATA,
 )
 from datasette_claude_mem.settings import Config
-from datasette_claude_mem.storage.database import close_cleanly
+from datasette_claude_mem.storage.database import close_cleanly, unwritable
 from datasette_claude_mem.storage.store import Store
 
 
@@ -71,9 +71,11 @@ def serve(
     from datasette_claude_mem.names import DB_FILENAME
 
     config = Config.load() if db_path is not None else default_config()
-    config.ensure_dirs()
     db_path = (db_path or config.db_path).expanduser().resolve()
-    open_memory(config, db_path).close()
+    read_only = db_path.exists() and unwritable(db_path) is not None
+    if not read_only:
+        config.ensure_dirs()
+        open_memory(config, db_path).close()
     beside = legacy_dir() / DB_FILENAME
     if beside.resolve() != db_path:
         note = claude_mem_note(beside, db_path)
@@ -91,6 +93,9 @@ def serve(
         "Sign in with this link (it works once; for another: datasette claude-mem login):", err=True
     )
     args = [
+        # A memory that cannot be written is served for reading (the plugin says so), opened
+        # immutable: a WAL file whose journal cannot be made is otherwise not even read.
+        *(["-i"] if read_only else []),
         str(db_path),
         "--host", host,
         "--port", str(port),
@@ -107,12 +112,13 @@ def serve(
             json.dumps([*configured, *hosts]),
         ]
     args += ["-m", str(METADATA)]
+    code = 0
     # uvicorn shuts down gracefully on SIGTERM and Ctrl-C, then raises the signal again with
     # the handler it found: this one, so that the stop ends here, quietly, and the memory is
     # closed cleanly after Datasette has closed its connections.
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
-        datasette_serve.main(
+        code = datasette_serve.main(
             args=[*args, *datasette_args],
             prog_name="datasette claude-mem serve",
             standalone_mode=False,
@@ -126,6 +132,8 @@ def serve(
         except sqlite3.Error as error:
             said = f"{db_path}: not closed cleanly ({error}); the next start recovers"
             click.echo(said, err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 class Stopped(Exception):

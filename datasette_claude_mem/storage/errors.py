@@ -32,9 +32,10 @@ class WriteFailed(Exception):
 
     cause = "the write failed"
 
-    def __init__(self, path: str | None, detail: str = "") -> None:
+    def __init__(self, path: str | None, detail: str = "", *, cause: str | None = None) -> None:
         self.path = path
         self.detail = detail
+        self.cause = cause or self.cause
         where = f" ({path})" if path else ""
         said = f": {detail}" if detail else ""
         super().__init__(f"The memory could not be written: {self.cause}{where}{said}")

@@ -7,40 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from datasette.app import Datasette
-from helpers import PROCESSES, MakeDs, api_call, assert_error, db_rows
+from helpers import PROCESSES, MakeDs, api_call, assert_error, db_rows, remount
 
 from datasette_claude_mem.storage.store import Store
-
-
-def _mount(target: Path, options: str) -> bool:
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-        capture_output=True,
-        check=False,
-    )
-    return done.returncode == 0
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs of the test's own; skipped where the machine refuses to mount one."""
-    target = tmp_path / "tmpfs"
-    target.mkdir()
-    if os.geteuid() != 0 or not _mount(target, "size=2m,mode=0700"):
-        pytest.skip("mounting a tmpfs is not allowed here")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=False)
-
-
-def remount(target: Path, options: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{options}", str(target)], check=True)
 
 
 def fresh_memory(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

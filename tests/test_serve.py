@@ -1,5 +1,6 @@
-"""A clean stop of `datasette claude-mem serve` (SIGTERM, Ctrl-C): the WAL folded into the
-file and no -wal or -shm left, a quiet exit, and the worker's leases given back."""
+"""`datasette claude-mem serve` stopped and started cleanly: a stop (SIGTERM, Ctrl-C) folds
+the WAL into the file and leaves no -wal or -shm, exits quietly and gives the worker's leases
+back; a memory on a read-only file system is served for reading."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from helpers import MakeDs, MemServer, api_call, db_rows
+from helpers import MakeDs, MemServer, api_call, db_rows, remount
 
 from datasette_claude_mem.worker import in_server
 
@@ -77,3 +78,28 @@ async def test_shutdown_gives_the_workers_leases_back(
     assert given_back["status"] == "raw"
     assert given_back["lease_owner"] is None and given_back["lease_expires_at"] is None
     assert given_back["attempts"] == 0
+
+
+def test_serve_over_a_read_only_file_system_serves_reads_and_answers_writes_503(
+    mem_server_factory, tmpfs: Path, tmp_path: Path
+) -> None:
+    """The memory, its secret and all, on a file system mounted read-only since: `serve`
+    starts, says so in one line, answers reads and refuses writes with a 503."""
+    server: MemServer = mem_server_factory(tmpfs)
+    assert server.hook(tool_use(1, tmp_path)).status_code == 200
+    server.stop()
+    remount(tmpfs, "ro")
+    server.start()
+    log = server.log_path.read_text(errors="replace")
+    assert len([line for line in log.splitlines() if "read-only" in line]) == 1
+    search = server.request("GET", "/-/claude-mem/search?q=echo")
+    assert search.status_code == 200, search.text
+    refused = server.hook(tool_use(2, tmp_path))
+    assert refused.status_code == 503 and "read-only" in refused.json()["error"]
+    assert str(server.db_path) in refused.json()["error"]
+    assert refused.headers["retry-after"]
+    server.stop()
+    remount(tmpfs, "rw")
+    assert [r["tool_use_id"] for r in db_rows(server.db_path, "SELECT * FROM pending_queue")] == [
+        "tool-1"
+    ]
