@@ -220,10 +220,10 @@ async def startup(datasette: Datasette) -> None:
 
 
 async def shutdown(datasette: Datasette) -> None:
-    """A clean stop (SIGTERM, Ctrl-C): the worker stops and gives its leases back, so its
-    items wait again at once rather than until the lease runs out; the WAL is folded into
-    the file (TRUNCATE), so the file alone holds the memory. Datasette then closes every
-    connection, and the last one removes the -wal and -shm files."""
+    """Datasette's clean stop (SIGTERM, Ctrl-C): the worker stops and gives its leases back,
+    so its items wait again at once rather than until the lease runs out, and the WAL is
+    folded into the file (TRUNCATE). Datasette then closes its connections; `serve` closes
+    the memory last (storage/database.close_cleanly), which removes the -wal and -shm."""
     db = memory_database(datasette)
     if db is None or state(datasette).read_only:
         return

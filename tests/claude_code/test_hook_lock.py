@@ -11,9 +11,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from helpers import PROCESSES, MemServer, db_rows
+import pytest
+from helpers import PROCESSES, MemServer, api_call, db_rows
 
 from datasette_claude_mem.claude_code.hook_spool import server_spool_path
+from datasette_claude_mem.storage.models import LearningCreate, SessionStart
+from datasette_claude_mem.storage.store import Store
 
 
 def tool_use(i: int, project: Path) -> dict:
@@ -103,3 +106,37 @@ def test_events_acknowledged_before_a_crash_are_taken_in_at_the_next_start(
     mem_server.start()
     assert stored_tool_uses(mem_server.db_path, 5) == sorted(f"tool-{i}" for i in range(5))
     assert not server_spool_path(mem_server.db_path).exists()
+
+
+@pytest.mark.asyncio
+async def test_a_session_start_kept_in_the_spool_still_gets_the_context(
+    make_ds, memory_path: Path, tmp_path: Path
+) -> None:
+    """The context is read, not written: it is answered while the lock is held elsewhere."""
+    project = tmp_path / "repo"
+    (project / ".git").mkdir(parents=True)
+    with Store(memory_path) as store:
+        key = store.create_session(SessionStart(project_dir=str(project))).row.project
+        store.create_learning(
+            LearningCreate(category="gotcha", content="tests need -p no:cacheprovider", project=key)
+        )
+    ds = await make_ds(memory_path)
+    token = await ds.create_token("claude-mem")
+    release = tmp_path / "release"
+    holder = hold_lock(memory_path, release)
+    try:
+        body = {
+            "hook_event_name": "SessionStart",
+            "session_id": "spooled-start",
+            "cwd": str(project),
+            "source": "startup",
+        }
+        response = await api_call(ds, "POST", "/hooks", body, token=token)
+        assert holder.poll() is None
+    finally:
+        release.touch()
+        holder.wait(30)
+    assert response.status_code == 200, response.text
+    context = response.json()["hookSpecificOutput"]["additionalContext"]
+    assert "-p no:cacheprovider" in context
+    assert '"spooled-start"' in server_spool_path(memory_path).read_text()
