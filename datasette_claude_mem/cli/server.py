@@ -210,7 +210,15 @@ def worker(
     except KeyboardInterrupt:
         pass
     finally:
-        store.close()
+        try:
+            # Items it claimed and did not finish wait again at once, not for the lease
+            # (a stop does not wait long for that: the lease runs out in any case).
+            store.write_timeout = 5.0
+            store.release_leases(runner.worker_id)
+        except sqlite3.Error as error:
+            click.echo(f"leases left to run out: {error}", err=True)
+        finally:
+            store.close()
 
 
 @claude_mem.command()
