@@ -11,6 +11,10 @@ __version__ = "0.1.0"
 
 @hookimpl
 def register_actions(datasette):
+    from datasette_claude_mem import plugin
+
+    # The first hook Datasette calls, before it opens any connection.
+    plugin.find_read_only(datasette)
     return [
         Action(
             name=WRITE_ACTION,
@@ -35,6 +39,16 @@ def startup(datasette):
 
     async def inner():
         await plugin.startup(datasette)
+
+    return inner
+
+
+@hookimpl
+def shutdown(datasette):
+    from datasette_claude_mem import plugin
+
+    async def inner():
+        await plugin.shutdown(datasette)
 
     return inner
 

@@ -61,6 +61,10 @@ class Config:
     # NORMAL survives any crash of the application; FULL also survives a power loss.
     synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
+    # A write waiting for another program's write lock gives up after this long (503).
+    write_timeout_seconds: float = 30.0
+    # A hook event waits this long for the lock, then is kept in the server's spool.
+    hook_wait_seconds: float = 1.0
 
     # Host names the server answers to besides loopback (DNS rebinding guard).
     allowed_hosts: tuple[str, ...] = ()
@@ -148,7 +152,15 @@ class Config:
             values["base_dir"] = Path(env[ENV_DIR])
         if env.get(ENV_SYNCHRONOUS):
             values["synchronous"] = env[ENV_SYNCHRONOUS]
-        for name in ("database", "synchronous", "busy_timeout_ms", "spool", "default_project"):
+        for name in (
+            "database",
+            "synchronous",
+            "busy_timeout_ms",
+            "write_timeout_seconds",
+            "hook_wait_seconds",
+            "spool",
+            "default_project",
+        ):
             if plugin.get(name) is not None:
                 values[name] = plugin[name]
         for name in ("compression_model", "compression_daily_token_budget", *_UPKEEP):
@@ -212,7 +224,8 @@ class Config:
     def ensure_dirs(self) -> None:
         """Create the directory private to the user: it holds tool outputs."""
         self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.base_dir.chmod(0o700)
+        if self.base_dir.stat().st_mode & 0o777 != 0o700:  # a read-only one may be right
+            self.base_dir.chmod(0o700)
 
 
 def _whole(name: str, raw: str) -> int:

@@ -389,3 +389,25 @@ def finished_long_ago(store: Any, session_id: str, n: int, size: int) -> list[st
             [LONG_AGO, *ids],
         )
     return ids
+
+
+def mount_tmpfs(target: Path, size: str = "2m") -> bool:
+    """A real tmpfs of `size` at target, for faults of a real file system (full, read-only);
+    False where the machine refuses it (not root, no mount in a container)."""
+    if os.geteuid() != 0:
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(target)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def remount(target: Path, options: str) -> None:
+    """Mount the tmpfs at target again with options ("ro", "rw")."""
+    subprocess.run(["mount", "-o", f"remount,{options}", str(target)], check=True)
+
+
+def unmount(target: Path) -> None:
+    subprocess.run(["umount", "-l", str(target)], check=False)

@@ -6,6 +6,7 @@ description are all made from that table, so they cannot disagree.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -54,6 +55,7 @@ from datasette_claude_mem.storage.models import (
     SessionClose,
     SessionStart,
     format_ts,
+    new_id,
 )
 from datasette_claude_mem.storage.search import SearchResult
 from datasette_claude_mem.storage.store import Store
@@ -221,8 +223,18 @@ async def hook(call: Call) -> Response:
     # The event as Claude Code sent it (validation checked its common fields): copying a
     # large tool response through the model would only cost time.
     payload = call.raw
-    result = await call.write(lambda s: handle_hook(s, payload, config=config))
-    return json_response(result.output)
+    # Its id is chosen here, so that the spool and this write store it once between them.
+    event_id = new_id()
+    stored = asyncio.ensure_future(
+        call.write(lambda s: handle_hook(s, payload, config=config, event_id=event_id))
+    )
+    done, _ = await asyncio.wait({stored}, timeout=config.hook_wait_seconds)
+    if not done:
+        # Another program holds the write lock: Claude Code will not wait for it.
+        return json_response(
+            await plugin.keep_hook_event(call.datasette, payload, event_id, stored)
+        )
+    return json_response(stored.result().output)
 
 
 async def context(call: Call) -> Response:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import sqlite3
 import time
@@ -84,6 +85,31 @@ def execute_until(conn: sqlite3.Connection, sql: str, deadline: float) -> None:
                 raise
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.05)
+
+
+def unwritable(path: str | Path) -> str | None:
+    """Why a memory file cannot be written (it, or the directory its journal goes in, is
+    read-only), or None. Reads of such a file are still served."""
+    path = Path(path)
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return "its directory is read-only"
+    return None
+
+
+def close_cleanly(path: str | Path, busy_timeout_ms: int = 2000) -> None:
+    """After a server stops: one last read-write connection folds the WAL into the file
+    (TRUNCATE) and closes, and, being the last, takes the -wal and -shm files with it (the
+    server's read connections are read-only, and the last of those to close cannot). When
+    another program still has the file open, both stay, as they must."""
+    if not Path(path).exists() or unwritable(path):
+        return
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.close()
 
 
 class ForeignDatabase(sqlite3.DatabaseError):
@@ -240,6 +266,8 @@ class StoreBase:
             redact_value = redact_value or redact.DEFAULT.value
         self.redact_text = redact_text
         self.redact_value = redact_value
+        # How long a write waits for another program's write lock before it fails.
+        self.write_timeout = WRITE_RETRY_SECONDS
         self._depth = 0  # savepoints open inside a caller's transaction
         self._checkpoint_wanted = False
 
@@ -293,7 +321,7 @@ class StoreBase:
                 self._depth -= 1
             conn.execute(f"RELEASE SAVEPOINT {name}")
             return
-        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        deadline = time.monotonic() + self.write_timeout
         begin_immediate(conn, deadline)
         try:
             yield conn
@@ -324,11 +352,12 @@ class StoreBase:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, wait_ms: int = 0) -> None:
         """Fold the WAL back into the database file, so it does not grow without bound.
 
         A reader holding a snapshot would make this wait out the whole busy timeout; without
-        the wait it simply does what it can now, and the next checkpoint does the rest.
+        the wait (``wait_ms`` 0) it simply does what it can now, and the next checkpoint does
+        the rest.
         """
         if self.conn.in_transaction:
             # Inside a transaction it cannot run: it runs when that transaction's owner
@@ -337,7 +366,7 @@ class StoreBase:
             return
         self._checkpoint_wanted = False
         timeout = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        self.conn.execute("PRAGMA busy_timeout=0")
+        self.conn.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:
