@@ -11,6 +11,10 @@ __version__ = "0.1.0"
 
 @hookimpl
 def register_actions(datasette):
+    from datasette_claude_mem import plugin
+
+    # The first hook Datasette calls, before it opens any connection.
+    plugin.find_read_only(datasette)
     return [
         Action(
             name=WRITE_ACTION,
@@ -40,6 +44,16 @@ def startup(datasette):
 
 
 @hookimpl
+def shutdown(datasette):
+    from datasette_claude_mem import plugin
+
+    async def inner():
+        await plugin.shutdown(datasette)
+
+    return inner
+
+
+@hookimpl
 def prepare_jinja2_environment(env, datasette):
     from datasette_claude_mem.pages import formatting
 
@@ -56,13 +70,14 @@ def register_routes(datasette):
     from datasette_claude_mem.api import export, login
     from datasette_claude_mem.api.routes import routes
     from datasette_claude_mem.mcp import endpoint
-    from datasette_claude_mem.pages import search, views
+    from datasette_claude_mem.pages import forget, search, views
 
     return (
         routes()
         + endpoint.routes()
         + views.routes()
         + search.routes()
+        + forget.routes()
         + export.routes()
         + login.routes()
     )

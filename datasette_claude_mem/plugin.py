@@ -23,7 +23,8 @@ from datasette_claude_mem.names import PLUGIN
 from datasette_claude_mem.redaction.redactor import Redactor
 from datasette_claude_mem.settings import Config, SettingsError
 from datasette_claude_mem.storage.batching import WriteQueue
-from datasette_claude_mem.storage.database import apply_pragmas, migrate
+from datasette_claude_mem.storage.database import apply_pragmas, migrate, unwritable
+from datasette_claude_mem.storage.errors import DiskError, ReadOnly, write_fault
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.search import fts_query
 from datasette_claude_mem.storage.store import Store
@@ -55,6 +56,10 @@ class PluginState:
     # Semantic search (storage/vectors.py), when the embeddings extra is installed.
     semantic: Any = None
     semantic_checked: bool = False
+    # The in-server worker's upkeep (worker/upkeep.py): retention, vacuum, daily backup.
+    upkeep: Any = None
+    # Why the memory file cannot be written, when startup found it so; writes answer 503.
+    read_only: str | None = None
 
     @classmethod
     def from_datasette(cls, datasette: Datasette) -> PluginState:
@@ -98,8 +103,11 @@ def prepare_memory_connection(conn: sqlite3.Connection, config: Config) -> None:
 
 def open_store(datasette: Datasette, conn: sqlite3.Connection) -> Store:
     """The store on one of Datasette's connections (prepared by prepare_memory_connection)."""
-    made = state(datasette).redactor
-    return Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
+    kept = state(datasette)
+    made = kept.redactor
+    store = Store(conn, migrate_schema=False, redact_text=made.text, redact_value=made.value)
+    store.write_timeout = kept.config.write_timeout_seconds
+    return store
 
 
 def semantic_search(datasette: Datasette) -> Any:
@@ -135,9 +143,19 @@ async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
     if db is None:
         raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
     kept = state(datasette)
+    if kept.read_only:
+        raise ReadOnly(db.path, cause=kept.read_only)
     if kept.write_queue is None or kept.write_queue.db is not db:
         kept.write_queue = WriteQueue(db, lambda conn: open_store(datasette, conn))
-    return await kept.write_queue.submit(fn)
+    try:
+        return await kept.write_queue.submit(fn)
+    except Exception as error:
+        # The disk's faults (read-only, full, I/O error, the lock held past the deadline)
+        # say so and name the file; everything else goes on as it was raised.
+        fault = write_fault(error, db.path)
+        if fault is None or fault is error:
+            raise
+        raise fault from error
 
 
 async def read(datasette: Datasette, fn: Callable[[Store], T]) -> T:
@@ -154,6 +172,10 @@ async def startup(datasette: Datasette) -> None:
     if db is None:
         return
     name = memory_database_name(datasette)
+    kept = state(datasette)
+    if kept.read_only:
+        await _serve_read_only(datasette, db, kept.read_only)
+        return
     if not db.is_mutable:
         raise StartupError(
             f"The memory database {name!r} is opened immutable; it must be writable "
@@ -174,6 +196,122 @@ async def startup(datasette: Datasette) -> None:
             f"plugin's 'database' option to the memory database's name."
         ) from error
     await _warn_about_schema(db)
+    await _publish_queries(datasette, name)
+    # The command hook's spool (when it is this memory's) and the server's own (hook events
+    # kept while another program held the write lock): what a crash left is taken in now,
+    # what comes later within seconds.
+    from datasette_claude_mem.claude_code.hook_spool import server_spool_path
+    from datasette_claude_mem.claude_code.spool import ingest_spool
+
+    config = state(datasette).config
+    spools = [p for p in (spool_path(datasette), db.path and server_spool_path(db.path)) if p]
+    for spooled in spools:
+        await write(datasette, lambda store, p=spooled: ingest_spool(store, p, config=config))
+        datasette.add_background_task(
+            lambda ds, p=spooled: take_in_spool(ds, p), name=f"claude-mem-spool {spooled.name}"
+        )
+    from datasette_claude_mem.worker import in_server
+
+    in_server.start(
+        datasette,
+        state(datasette).config.worker,
+        read=functools.partial(read, datasette),
+        write=functools.partial(write, datasette),
+        idle=functools.partial(idle_work, datasette),
+    )
+
+
+async def shutdown(datasette: Datasette) -> None:
+    """Datasette's clean stop (SIGTERM, Ctrl-C): the worker stops and gives its leases back,
+    so its items wait again at once rather than until the lease runs out, and the WAL is
+    folded into the file (TRUNCATE). Datasette then closes its connections; `serve` closes
+    the memory last (storage/database.close_cleanly), which removes the -wal and -shm."""
+    db = memory_database(datasette)
+    if db is None or state(datasette).read_only:
+        return
+    from datasette_claude_mem.worker import in_server
+
+    worker_id = await in_server.stop(datasette)
+    try:
+        if worker_id is not None:
+            await write(datasette, lambda store: store.release_leases(worker_id))
+        await write(datasette, lambda store: store.checkpoint(wait_ms=2000))
+    except Exception as error:  # noqa: BLE001 - a stop must go on; a crash recovers as well
+        print(f"{PLUGIN}: at shutdown: {type(error).__name__}: {error}", file=sys.stderr)
+
+
+def find_read_only(datasette: Datasette) -> None:
+    """Before Datasette's first connection: a memory file that cannot be written is opened
+    immutable, since a WAL file whose journal cannot be made is otherwise not even read."""
+    db = memory_database(datasette)
+    if db is None or not db.path:
+        return
+    reason = unwritable(db.path)
+    if reason:
+        state(datasette).read_only = reason
+        db.is_mutable = False
+
+
+async def keep_hook_event(
+    datasette: Datasette, payload: dict[str, Any], event_id: str, pending: asyncio.Future
+) -> dict[str, Any]:
+    """A hook event whose write has waited past hook_wait_seconds: kept in the server's spool
+    (on the disk when this returns), and the answer Claude Code gets. The write goes on
+    waiting; whichever of it and the spool's pass comes first stores the event (its id
+    makes the other store nothing).
+
+    When the spool cannot take it either, the disk's fault is raised: a 503, on which the
+    command hook spools the event itself."""
+    from datasette_claude_mem.claude_code.events import session_start_output
+    from datasette_claude_mem.claude_code.hook_spool import keep, server_spool_path
+
+    db = memory_database(datasette)
+    assert db is not None and db.path
+    kept = state(datasette)
+    pending.add_done_callback(_report_late_failure)
+    path = server_spool_path(db.path)
+    try:
+        await asyncio.to_thread(keep, path, payload, event_id, kept.redactor)
+    except OSError as error:
+        raise (write_fault(error, str(path)) or DiskError(str(path), str(error))) from error
+    if payload.get("hook_event_name") != "SessionStart":
+        return {}
+    # The context is read, not written: reads go on while another program writes.
+    return await read(
+        datasette, lambda store: session_start_output(store, payload, config=kept.config)
+    )
+
+
+def _report_late_failure(pending: asyncio.Future) -> None:
+    """A hook's write that failed after its event was spooled: the spool still has it."""
+    if pending.cancelled():
+        return
+    error = pending.exception()
+    if error is not None and write_fault(error, None) is None:
+        print(f"{PLUGIN}: a spooled hook event's write failed: {error}", file=sys.stderr)
+
+
+async def _serve_read_only(datasette: Datasette, db: DatasetteDatabase, reason: str) -> None:
+    """A memory that cannot be written is still read, with one line saying so; writes answer
+    503 until it is writable and the server started again. Nothing that writes runs."""
+    from datasette_claude_mem.storage.migrations import migrations
+
+    name = memory_database_name(datasette)
+    pending = await db.execute_fn(
+        lambda conn: [m.name for m in migrations.pending(_sqlite_utils(conn))]
+    )
+    if pending:
+        raise StartupError(
+            f"{db.path} cannot be migrated: {reason}. Make it writable, or serve a copy."
+        )
+    print(
+        f"{PLUGIN}: {db.path}: {reason}; serving reads only, writes answer 503",
+        file=sys.stderr,
+    )
+    await _publish_queries(datasette, name)
+
+
+async def _publish_queries(datasette: Datasette, name: str) -> None:
     for query in QUERIES:
         await datasette.add_query(
             name,
@@ -185,27 +323,12 @@ async def startup(datasette: Datasette) -> None:
             is_trusted=True,
             source=PLUGIN,
         )
-    spooled = spool_path(datasette)
-    if spooled is not None:
-        from datasette_claude_mem.claude_code.spool import ingest_spool
 
-        config = state(datasette).config
-        await write(
-            datasette,
-            lambda store: ingest_spool(store, spooled, config=config),
-        )
-        datasette.add_background_task(
-            lambda ds: take_in_spool(ds, spooled), name="claude-mem-spool"
-        )
-    from datasette_claude_mem.worker import in_server
 
-    in_server.start(
-        datasette,
-        state(datasette).config.worker,
-        read=functools.partial(read, datasette),
-        write=functools.partial(write, datasette),
-        idle=functools.partial(idle_work, datasette),
-    )
+def _sqlite_utils(conn: sqlite3.Connection) -> Any:
+    from sqlite_utils import Database
+
+    return Database(conn, execute_plugins=False)
 
 
 async def take_in_spool(datasette: Datasette, path: Path, interval: float = 2.0) -> None:
@@ -267,7 +390,44 @@ async def _refresh_documents(datasette: Datasette) -> int:
     return len(projects)
 
 
+class _ServerUpkeep:
+    """Upkeep's reads and writes in the server: reads on a read connection; writes through
+    the write path, or straight on the write connection outside any transaction, both in
+    Datasette's write thread."""
+
+    def __init__(self, datasette: Datasette, db: DatasetteDatabase) -> None:
+        self.datasette, self.db = datasette, db
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        return await read(self.datasette, fn)
+
+    async def write(self, fn: Callable[[Store], T]) -> T:
+        return await write(self.datasette, fn)
+
+    async def outside(self, fn: Callable[[Store], T]) -> T:
+        return await self.db.execute_write_fn(
+            lambda conn: fn(open_store(self.datasette, conn)), transaction=False
+        )
+
+
+async def _upkeep(datasette: Datasette) -> int:
+    """Retention, free pages handed back and the daily backup, a small step at a time."""
+    from datasette_claude_mem.worker.upkeep import Upkeep
+
+    db = memory_database(datasette)
+    assert db is not None
+    kept = state(datasette)
+    if kept.upkeep is None:
+        kept.upkeep = Upkeep(kept.config, Path(db.path) if db.path else None)
+    return await kept.upkeep.step(_ServerUpkeep(datasette, db))
+
+
 async def idle_work(datasette: Datasette) -> int:
     """What the in-server worker does when its queue is empty: embed rows that have no
-    vector yet, then index again the documents sessions wrote. Returns how much it did."""
-    return await _embed_one_batch(datasette) or await _refresh_documents(datasette)
+    vector yet, index again the documents sessions wrote, then the upkeep. Returns how much
+    it did."""
+    return (
+        await _embed_one_batch(datasette)
+        or await _refresh_documents(datasette)
+        or await _upkeep(datasette)
+    )

@@ -27,6 +27,9 @@ ENV_EMBEDDINGS = "CLAUDE_MEM_EMBEDDINGS"
 ENV_RAW_OUTPUT_CAP = "CLAUDE_MEM_RAW_OUTPUT_CAP"
 OFF = ("0", "false", "off", "no")
 _BUDGET_PREFIX = "ctx_"
+RETENTION_DAYS = ("retention_days", "dead_letter_retention_days", "event_retention_days")
+# Settings of the worker's upkeep, each also read from CLAUDE_MEM_<NAME>.
+_UPKEEP = (*RETENTION_DAYS, "vacuum_step_pages", "backup_dir", "backup_keep")
 
 
 class SettingsError(ValueError):
@@ -58,6 +61,10 @@ class Config:
     # NORMAL survives any crash of the application; FULL also survives a power loss.
     synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
+    # A write waiting for another program's write lock gives up after this long (503).
+    write_timeout_seconds: float = 30.0
+    # A hook event waits this long for the lock, then is kept in the server's spool.
+    hook_wait_seconds: float = 1.0
 
     # Host names the server answers to besides loopback (DNS rebinding guard).
     allowed_hosts: tuple[str, ...] = ()
@@ -89,6 +96,20 @@ class Config:
     compression_model: str | None = None
     compression_daily_token_budget: int = 200_000
 
+    # Retention, in days (0 keeps forever). A finished tool use's raw input and output go
+    # after retention_days (its observation stays); a dead letter, kept for a person to
+    # retry, after dead_letter_retention_days; event rows after event_retention_days, but
+    # never the prompts, which search and the session pages read.
+    retention_days: int = 30
+    dead_letter_retention_days: int = 90
+    event_retention_days: int = 90
+    # Free pages handed back to the file system per upkeep step: small steps keep the
+    # write lock for milliseconds, so hooks never wait behind it.
+    vacuum_step_pages: int = 256
+    # A checked backup a day into backup_dir (None: none), keeping the newest backup_keep.
+    backup_dir: Path | None = None
+    backup_keep: int = 7
+
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir).expanduser()
         self.synchronous = str(self.synchronous).upper()
@@ -98,6 +119,14 @@ class Config:
             )
         if self.spool is not None:
             self.spool = Path(self.spool).expanduser()
+        if self.backup_dir is not None:
+            self.backup_dir = Path(self.backup_dir).expanduser()
+        for name in (*RETENTION_DAYS, "vacuum_step_pages", "backup_keep"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SettingsError(f"{name} must be a whole number, 0 or more, not {value!r}")
+        if self.vacuum_step_pages < 1 or self.backup_keep < 1:
+            raise SettingsError("vacuum_step_pages and backup_keep must be 1 or more")
         if not isinstance(self.raw_output_cap, int) or self.raw_output_cap < 4096:
             raise SettingsError(
                 f"raw_output_cap must be a number of bytes, 4096 or more, not "
@@ -123,12 +152,24 @@ class Config:
             values["base_dir"] = Path(env[ENV_DIR])
         if env.get(ENV_SYNCHRONOUS):
             values["synchronous"] = env[ENV_SYNCHRONOUS]
-        for name in ("database", "synchronous", "busy_timeout_ms", "spool", "default_project"):
+        for name in (
+            "database",
+            "synchronous",
+            "busy_timeout_ms",
+            "write_timeout_seconds",
+            "hook_wait_seconds",
+            "spool",
+            "default_project",
+        ):
             if plugin.get(name) is not None:
                 values[name] = plugin[name]
-        for name in ("compression_model", "compression_daily_token_budget"):
+        for name in ("compression_model", "compression_daily_token_budget", *_UPKEEP):
             if plugin.get(name) is not None:
                 values[name] = plugin[name]
+        for name in _UPKEEP:
+            raw = env.get(f"CLAUDE_MEM_{name.upper()}")
+            if raw:
+                values[name] = raw if name == "backup_dir" else _whole(name, raw)
         if env.get(ENV_RAW_OUTPUT_CAP):
             try:
                 values["raw_output_cap"] = int(env[ENV_RAW_OUTPUT_CAP])
@@ -183,7 +224,16 @@ class Config:
     def ensure_dirs(self) -> None:
         """Create the directory private to the user: it holds tool outputs."""
         self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.base_dir.chmod(0o700)
+        if self.base_dir.stat().st_mode & 0o777 != 0o700:  # a read-only one may be right
+            self.base_dir.chmod(0o700)
+
+
+def _whole(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        message = f"CLAUDE_MEM_{name.upper()} must be a whole number, not {raw!r}"
+        raise SettingsError(message) from None
 
 
 def _worker_settings(configured: Any, environment: str | None) -> WorkerSettings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from helpers import (
     bearer,
     empty_sqlite_file,
     load_serve_config,
+    mount_tmpfs,
+    unmount,
 )
 
 from datasette_claude_mem.settings import Config
@@ -171,3 +173,16 @@ async def session_id(ds: Datasette, token: str, tmp_path: Path) -> str:
     )
     assert response.status_code == 201, response.text
     return response.json()["row"]["id"]
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs of the test's own; the test is skipped where none may be mounted."""
+    target = tmp_path / "tmpfs"
+    target.mkdir()
+    if not mount_tmpfs(target):
+        pytest.skip("mounting a tmpfs is not allowed here")
+    try:
+        yield target
+    finally:
+        unmount(target)

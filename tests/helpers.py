@@ -367,3 +367,47 @@ def dump(path: Path) -> dict[str, list[dict[str, Any]]]:
         return found
     finally:
         conn.close()
+
+
+LONG_AGO = "2000-01-01T00:00:00.000Z"
+
+
+def finished_long_ago(store: Any, session_id: str, n: int, size: int) -> list[str]:
+    """n tool uses of `size` bytes each, compressed long ago: retention's to remove."""
+    from datasette_claude_mem.storage.models import QueueItemCreate
+
+    ids = []
+    for i in range(n):
+        item = QueueItemCreate(
+            session_id=session_id, tool_name="Bash", raw_output=f"{i:08d}" * (size // 8)
+        )
+        ids.append(store.enqueue(item).row.id)
+    marks = ", ".join("?" for _ in ids)
+    with store.write() as conn:
+        conn.execute(
+            f"UPDATE pending_queue SET status = 'done', completed_at = ? WHERE id IN ({marks})",
+            [LONG_AGO, *ids],
+        )
+    return ids
+
+
+def mount_tmpfs(target: Path, size: str = "2m") -> bool:
+    """A real tmpfs of `size` at target, for faults of a real file system (full, read-only);
+    False where the machine refuses it (not root, no mount in a container)."""
+    if os.geteuid() != 0:
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(target)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def remount(target: Path, options: str) -> None:
+    """Mount the tmpfs at target again with options ("ro", "rw")."""
+    subprocess.run(["mount", "-o", f"remount,{options}", str(target)], check=True)
+
+
+def unmount(target: Path) -> None:
+    subprocess.run(["umount", "-l", str(target)], check=False)

@@ -1,10 +1,11 @@
 """`datasette claude-mem token`, `migrate PATH`, the move out of claude-mem's directory,
-`export`, `import`, `backup`, `restore` and `login`."""
+`export`, `import`, `purge`, `backup`, `restore` and `login`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import stat
 import subprocess
@@ -15,10 +16,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from datasette.cli import cli
-from helpers import api_call, assert_error, db_rows, dump, fill
+from helpers import api_call, assert_error, db_rows, dump, fill, finished_long_ago
 from sqlite_utils import Database
 
 from datasette_claude_mem.storage.migrations import migrations
+from datasette_claude_mem.storage.models import SessionStart
 from datasette_claude_mem.storage.store import Store
 
 
@@ -195,7 +197,8 @@ def test_migrate_refuses_a_directory(tmp_path: Path):
 def test_help_lists_the_commands():
     result = run("--help")
     assert result.exit_code == 0
-    for name in ("serve", "token", "migrate", "login", "export", "import", "backup", "restore"):
+    commands = ("serve", "token", "migrate", "login", "export", "import", "purge", "backup")
+    for name in (*commands, "restore"):
         assert name in result.output
 
 
@@ -343,6 +346,38 @@ def test_import_of_a_bad_file_exits_non_zero_and_changes_nothing(filled, tmp_pat
     missing = CliRunner().invoke(cli, ["claude-mem", "import", str(tmp_path / "absent.jsonl")])
     assert missing.exit_code != 0 and "cannot be read" in missing.output
     assert dump(memory) == before
+
+
+def test_purge_says_what_it_would_remove_then_removes_it_and_shrinks_the_file(
+    base_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    memory = base_dir / "claude-mem.db"
+    with Store(memory) as store:
+        project = tmp_path / "repo"
+        project.mkdir()
+        session = store.create_session(SessionStart(project_dir=str(project))).row
+        finished_long_ago(store, session.id, 30, 100_000)
+        kept = finished_long_ago(store, session.id, 1, 1000)[0]
+        store.conn.execute(
+            "UPDATE pending_queue SET completed_at = strftime('%Y-%m-%dT%H:%M:%fZ') WHERE id = ?",
+            [kept],
+        )
+        store.checkpoint()
+    before = dump(memory)
+
+    dry = run("purge", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "raw tool outputs: 30, about 3.0 MB" in dry.output
+    assert dump(memory) == before
+
+    done = run("purge")
+    assert done.exit_code == 0, done.output
+    assert "Removed 30 raw tool outputs, 0 dead letters and 0 event rows" in done.output
+    assert re.search(r"went from 3\.\d MB to \d+\.\d KB", done.output), done.output
+    assert [r["item_id"] for r in db_rows(memory, "SELECT item_id FROM pending_payloads")] == [kept]
+
+    monkeypatch.setenv("CLAUDE_MEM_RETENTION_DAYS", "0")
+    assert "raw tool outputs" not in run("purge", "--dry-run").output
 
 
 def test_backup_checks_its_copy_and_restore_brings_it_back(filled, tmp_path: Path):

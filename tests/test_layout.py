@@ -10,6 +10,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "datasette_claude_mem"
 NAME = PACKAGE.name
 MAX_LINES = 600
+# The schema's migrations are one append-only file that the sqlite-utils CLI runs on its own
+# (it may import nothing from the package); released steps are never edited, so it only grows,
+# and each step is read alone.
+APPEND_ONLY = {f"{NAME}.storage.migrations"}
 
 
 def module_name(path: Path) -> str:
@@ -94,7 +98,8 @@ def test_no_module_is_longer_than_one_reader_holds_in_mind() -> None:
         for path in PACKAGE.rglob("*.py")
     }
     assert len(lengths) > 20
-    assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
+    too_long = {n: lines for n, lines in lengths.items() if lines > MAX_LINES}
+    assert {n: lines for n, lines in too_long.items() if n not in APPEND_ONLY} == {}
 
 
 def test_storage_depends_on_nothing_above_it() -> None:

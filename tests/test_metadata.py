@@ -28,7 +28,7 @@ DB = "claude-mem"
 TABLES = (
     "sessions", "observations", "function_map", "call_graph", "learnings",
     "pending_queue", "pending_payloads", "event_log", "memory_entries", "prompts",
-    "embeddings", "documents", "doc_chunks", "index_runs",
+    "embeddings", "documents", "doc_chunks", "index_runs", "tombstones",
 )  # fmt: skip
 
 # Newest first, and the facets people filter by: for datasette.yaml, databases.claude-mem.tables.
@@ -47,6 +47,7 @@ TABLE_CONFIG: dict[str, dict[str, Any]] = {
     "pending_payloads": {"sort_desc": "item_id"},
     "event_log": {"sort_desc": "created_at", "facets": ["event_type", "project"]},
     "memory_entries": {"sort_desc": "created_at", "facets": ["namespace", "kind", "project"]},
+    "tombstones": {"sort_desc": "created_at", "facets": ["kind", "forgotten_by"]},
 }
 
 

@@ -158,6 +158,29 @@ def test_a_bad_raw_output_cap_is_refused_by_name(
         Config.load({"raw_output_cap": "big"}, environ={})
 
 
+def test_retention_and_backup_settings_come_from_either_place(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    defaults = Config.load()
+    assert (
+        defaults.retention_days,
+        defaults.dead_letter_retention_days,
+        defaults.event_retention_days,
+        defaults.backup_dir,
+        defaults.backup_keep,
+    ) == (30, 90, 90, None, 7)
+    monkeypatch.setenv("CLAUDE_MEM_RETENTION_DAYS", "7")
+    monkeypatch.setenv("CLAUDE_MEM_BACKUP_DIR", str(tmp_path / "b"))
+    loaded = Config.load({"event_retention_days": 0, "backup_keep": 3})
+    assert (loaded.retention_days, loaded.event_retention_days) == (7, 0)
+    assert (loaded.backup_dir, loaded.backup_keep) == (tmp_path / "b", 3)
+    monkeypatch.setenv("CLAUDE_MEM_DEAD_LETTER_RETENTION_DAYS", "a while")
+    with pytest.raises(SettingsError, match="CLAUDE_MEM_DEAD_LETTER_RETENTION_DAYS"):
+        Config.load()
+    with pytest.raises(SettingsError, match="backup_keep"):
+        Config.load({"backup_keep": 0}, environ={})
+
+
 def test_ensure_dirs_creates_a_private_directory(clean_env: Path, tmp_path: Path) -> None:
     """The directory holds raw tool outputs: only its owner may read it."""
     cfg = Config(base_dir=tmp_path / "deep" / "mem")

@@ -9,7 +9,13 @@ from collections.abc import Callable
 from datasette.utils.asgi import PayloadTooLarge, Response
 from pydantic import ValidationError
 
-from datasette_claude_mem.storage.errors import LeaseLost, NotFound, StoreError, is_busy
+from datasette_claude_mem.storage.errors import (
+    LeaseLost,
+    NotFound,
+    StoreError,
+    WriteFailed,
+    write_fault,
+)
 
 
 class ApiError(Exception):
@@ -39,9 +45,19 @@ def _status(status: int, prefix: str = "") -> Callable[[Exception], Response]:
     return lambda error: Response.error(f"{prefix}{error}", status)
 
 
+# Seconds a client is told to wait before it tries a write again that the disk refused.
+RETRY_AFTER_SECONDS = 5
+
+
+def _unavailable(error: WriteFailed) -> Response:
+    """The disk's fault, not the client's: 503, the cause and the file, try again later."""
+    return Response.error(str(error), 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def _operational(error: sqlite3.OperationalError) -> Response | None:
-    if is_busy(error):
-        return Response.error("The database is busy; try again", 503)
+    fault = write_fault(error, None)
+    if fault is not None:
+        return _unavailable(fault)
     return None  # a fault that is not the client's: Datasette's own 500
 
 
@@ -62,6 +78,7 @@ HANDLERS: dict[type[BaseException], Callable[[BaseException], Response | None]] 
     ValidationError: lambda error: Response.error(validation_messages(error), 400),
     NotFound: _status(404),
     LeaseLost: _status(409),
+    WriteFailed: _unavailable,
     StoreError: _status(400),
     sqlite3.IntegrityError: _status(400, "Refused by the database: "),
     sqlite3.OperationalError: _operational,

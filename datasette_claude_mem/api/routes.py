@@ -6,6 +6,7 @@ description are all made from that table, so they cannot disagree.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -24,6 +25,12 @@ from datasette_claude_mem.api.endpoint import Call, Endpoint
 from datasette_claude_mem.api.errors import ApiError, error_response, validation_messages
 from datasette_claude_mem.names import PREFIX
 from datasette_claude_mem.storage.database import Saved, to_json
+from datasette_claude_mem.storage.forget import (
+    ForgetOne,
+    ForgetRequest,
+    LearningDelete,
+    Tombstone,
+)
 from datasette_claude_mem.storage.models import (
     CallGraphEdge,
     EdgesAdd,
@@ -48,6 +55,7 @@ from datasette_claude_mem.storage.models import (
     SessionClose,
     SessionStart,
     format_ts,
+    new_id,
 )
 from datasette_claude_mem.storage.search import SearchResult
 from datasette_claude_mem.storage.store import Store
@@ -153,7 +161,37 @@ async def update_learning(call: Call) -> Response:
 
 async def delete_learning(call: Call) -> Response:
     learning_id = call.params["learning_id"]
+    data: LearningDelete = call.body
+    if data.hard:
+        wanted = ForgetRequest(kind="learning", id=learning_id, reason=data.reason)
+        return await _erase(call, wanted)
     return ok(await call.write(lambda s: s.soft_delete_learning(learning_id)))
+
+
+def actor_name(actor: dict | None) -> str:
+    """Who asked, as a tombstone records it: the actor's id."""
+    return str((actor or {}).get("id") or "anonymous")
+
+
+async def _erase(call: Call, request: ForgetRequest) -> Response:
+    by = actor_name(call.request.actor)
+    return ok(await call.write(lambda s: s.erase(request, by)))
+
+
+def _forget_one(kind: str, param: str) -> Callable:
+    """The handler of a DELETE that forgets one row of a kind, named by a URL variable."""
+
+    async def handler(call: Call) -> Response:
+        data: ForgetOne = call.body
+        wanted = ForgetRequest(kind=kind, id=call.params[param], reason=data.reason)
+        return await _erase(call, wanted)
+
+    handler.__name__ = f"forget_{kind}"
+    return handler
+
+
+async def forget(call: Call) -> Response:
+    return await _erase(call, call.body)
 
 
 async def log_event(call: Call) -> Response:
@@ -185,8 +223,18 @@ async def hook(call: Call) -> Response:
     # The event as Claude Code sent it (validation checked its common fields): copying a
     # large tool response through the model would only cost time.
     payload = call.raw
-    result = await call.write(lambda s: handle_hook(s, payload, config=config))
-    return json_response(result.output)
+    # Its id is chosen here, so that the spool and this write store it once between them.
+    event_id = new_id()
+    stored = asyncio.ensure_future(
+        call.write(lambda s: handle_hook(s, payload, config=config, event_id=event_id))
+    )
+    done, _ = await asyncio.wait({stored}, timeout=config.hook_wait_seconds)
+    if not done:
+        # Another program holds the write lock: Claude Code will not wait for it.
+        return json_response(
+            await plugin.keep_hook_event(call.datasette, payload, event_id, stored)
+        )
+    return json_response(stored.result().output)
 
 
 async def context(call: Call) -> Response:
@@ -257,8 +305,14 @@ ENDPOINTS: list[Endpoint] = [
              Session, statuses=(201, 200)),
     Endpoint("POST", "/sessions/{session_id}/close", close_session,
              "Close a session and checkpoint the WAL", SessionClose, Session),
+    Endpoint("DELETE", "/sessions/{session_id}", _forget_one("session", "session_id"),
+             "Forget a session for good, with everything recorded in it", ForgetOne,
+             Tombstone),
     Endpoint("POST", "/observations", create_observation, "Store an observation",
              ObservationCreate, Observation, statuses=(201, 200)),
+    Endpoint("DELETE", "/observations/{observation_id}",
+             _forget_one("observation", "observation_id"),
+             "Forget an observation for good, with its tool use", ForgetOne, Tombstone),
     Endpoint("POST", "/queue", enqueue, "Queue a raw tool use for compression",
              QueueItemCreate, QueueItem, statuses=(201, 200)),
     Endpoint("POST", "/queue/claim", claim, "Claim a batch of waiting items under a lease",
@@ -280,7 +334,13 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("PATCH", "/learnings/{learning_id}", update_learning, "Update a learning",
              LearningUpdate, Learning),
     Endpoint("DELETE", "/learnings/{learning_id}", delete_learning,
-             "Retire a learning (soft delete)", None, Learning),
+             "Retire a learning (soft delete), or with hard, delete it for good",
+             LearningDelete, Learning),
+    Endpoint("DELETE", "/notes/{note_id}", _forget_one("note", "note_id"),
+             "Forget a note for good, every version of its key", ForgetOne, Tombstone),
+    Endpoint("POST", "/forget", forget,
+             "Forget for good: a project, everything before a date, or one row by kind and id",
+             ForgetRequest, Tombstone),
     Endpoint("POST", "/events", log_event, "Record an event", EventCreate, EventLogEntry,
              statuses=(201,)),
     Endpoint("POST", "/hooks", hook, "Take a Claude Code hook event; answer with hook output",
@@ -428,16 +488,33 @@ def _route_regex(path: str) -> str:
     return f"^{pattern}$"
 
 
-def routes() -> list[tuple[str, Callable]]:
-    """One Datasette route per path; methods it does not take get 405 with Allow."""
+# Paths whose GET is a page (pages/views.py routes them and hands the API's methods here).
+PAGE_PATHS = frozenset({"/sessions/{session_id}"})
+
+
+def _by_path() -> dict[str, dict[str, Endpoint]]:
     by_path: dict[str, dict[str, Endpoint]] = {}
     for endpoint in ENDPOINTS:
         by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
-    return [(_route_regex(path), _view(methods)) for path, methods in by_path.items()]
+    return by_path
 
 
-def _view(methods: dict[str, Endpoint]) -> Callable:
-    allow = ", ".join(sorted(methods))
+def routes() -> list[tuple[str, Callable]]:
+    """One Datasette route per path; methods it does not take get 405 with Allow."""
+    return [
+        (_route_regex(path), _view(methods))
+        for path, methods in _by_path().items()
+        if path not in PAGE_PATHS
+    ]
+
+
+def path_view(path: str) -> Callable:
+    """The API's methods of a path whose GET is a page."""
+    return _view(_by_path()[path], also_allowed=("GET",))
+
+
+def _view(methods: dict[str, Endpoint], also_allowed: tuple[str, ...] = ()) -> Callable:
+    allow = ", ".join(sorted({*methods, *also_allowed}))
 
     async def view(request: Request, datasette: Datasette) -> Response:
         endpoint = methods.get(request.method)

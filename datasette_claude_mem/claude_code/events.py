@@ -185,6 +185,10 @@ def handle_hook(
     context_since: str | None = None
     wants_context = event == "SessionStart" and with_context
     with store.write():
+        if event_id and store.has_event(event_id):
+            # Taken in already (a spool read twice, or a write that finished after its
+            # event was spooled): nothing is stored twice.
+            return HookResult({}, event, session_id, project, 0.0)
         if session_id and cwd:
             session = (
                 store.get_session(session_id)
@@ -252,16 +256,36 @@ def handle_hook(
             redacted=True,
         )
     if wants_context and project:
-        context = build_context(
-            store, project, config=config, current_session=session_id, since=context_since
-        )
-        if context.markdown:
-            output = {
-                "hookSpecificOutput": {
-                    "hookEventName": "SessionStart",
-                    "additionalContext": context.with_tools_line(session_id),
-                }
-            }
+        output = _context_output(store, project, session_id, config, context_since)
     if event == "SessionEnd":
         store.checkpoint()
     return HookResult(output, event, session_id, project, (time.perf_counter() - started) * 1000)
+
+
+def _context_output(
+    store: Store, project: str, session_id: str | None, config: Config, since: str | None
+) -> dict[str, Any]:
+    context = build_context(store, project, config=config, current_session=session_id, since=since)
+    if not context.markdown:
+        return {}
+    return {
+        "hookSpecificOutput": {
+            "hookEventName": "SessionStart",
+            "additionalContext": context.with_tools_line(session_id),
+        }
+    }
+
+
+def session_start_output(
+    store: Store, payload: dict[str, Any], *, config: Config
+) -> dict[str, Any]:
+    """The SessionStart answer for an event not stored yet (it waits in the server's
+    spool): read only, so it can be given while another program holds the write lock."""
+    cwd = str(payload.get("cwd") or "")
+    if not cwd:
+        return {}
+    session_id = str(payload.get("session_id") or "") or None
+    project = _project(cwd)
+    if is_excluded(project, config.excluded_projects):
+        return {}
+    return _context_output(store, project, session_id, config, None)

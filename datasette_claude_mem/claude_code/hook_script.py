@@ -143,7 +143,12 @@ def spool(body: bytes) -> None:
     os.makedirs(base, mode=0o700, exist_ok=True)
     if os.stat(base).st_mode & 0o077:
         os.chmod(base, 0o700)  # made earlier, or under a loose umask: private from now on
-    path = os.path.join(base, "spool.jsonl")
+    append_line(os.path.join(base, "spool.jsonl"), line)
+
+
+def append_line(path: str, line: bytes, *, durable: bool = False) -> None:
+    """Append one whole line to a spool, as the server's reader expects; ``durable``: on the
+    disk (fsync) before this returns, for a line whose event was already acknowledged."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - no POSIX locks: the plain append
@@ -163,10 +168,23 @@ def spool(body: bytes) -> None:
                 if moved:
                     continue  # taken away meanwhile: write to the new spool
             # One write of a whole line with O_APPEND: concurrent hooks never interleave lines.
-            os.write(fd, line)
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(f"only {written} of {len(line)} bytes reached the spool")
+            if durable:
+                os.fsync(fd)
+                _sync_directory(os.path.dirname(path) or ".")  # a spool just made, too
             return
         finally:
             os.close(fd)
+
+
+def _sync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _headers(host: str, length: int) -> dict[str, str]:

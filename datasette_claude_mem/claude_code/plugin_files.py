@@ -1,9 +1,9 @@
 """A Claude Code plugin, and a one-plugin marketplace to install it from, written to a folder.
 
 `claude plugin marketplace add DIR` then `claude plugin install` (or /plugin in a session)
-installs the memory's hooks without editing settings.json. The files are written, not
-shipped in the repository, because the hook commands name this machine's interpreter and
-the installed package's hook script.
+installs the memory's hooks and its MCP server without editing settings.json. The files are
+written, not shipped in the repository, because the hook commands name this machine's
+interpreter and the installed package's hook script.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from datasette_claude_mem.claude_code.install import hook_groups
-from datasette_claude_mem.names import DEFAULT_URL, PLUGIN
+from datasette_claude_mem.claude_code.install import hook_groups, our_mcp_server
+from datasette_claude_mem.names import DEFAULT_URL, MCP_SERVER_NAME, PLUGIN
 
 # Claude Code warns that a plugin named with "claude" in it reads as one of Anthropic's own.
 PLUGIN_NAME = "datasette-agent-memory"
@@ -49,6 +49,9 @@ def plugin_files(url: str = DEFAULT_URL, command: bool = False) -> dict[str, dic
         "description": DESCRIPTION,
         "author": author,
         "license": "Apache-2.0",
+        # The same entry `install` writes to ~/.claude.json: the plugin alone gives the agent
+        # its recall tools, with the token read from the environment as the hooks read it.
+        "mcpServers": {MCP_SERVER_NAME: our_mcp_server(url)},
     }
     marketplace = {
         "name": MARKETPLACE_NAME,

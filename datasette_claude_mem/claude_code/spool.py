@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from datasette_claude_mem.claude_code.events import handle_hook
-from datasette_claude_mem.storage.errors import is_busy
+from datasette_claude_mem.storage.errors import write_fault
 from datasette_claude_mem.storage.store import Store
 
 INGESTING_SUFFIX = ".ingesting"
@@ -82,9 +82,10 @@ def _ingest_file(store: Store, path: Path, hook_options: dict[str, Any]) -> tupl
                     **hook_options,
                 )
             except Exception as error:  # noqa: BLE001 - one bad event must not stop the start
-                # Its transaction was rolled back. A busy database is no fault of the line:
-                # stop here and keep the file (ids make the next pass store nothing twice).
-                if is_busy(error):
+                # Its transaction was rolled back. A busy, full or read-only database is no
+                # fault of the line: stop here and keep the file (ids make the next pass
+                # store nothing twice).
+                if write_fault(error, None) is not None:
                     print(f"claude-mem: spool left for later: {error}", file=sys.stderr)
                     return count, False
                 print(f"claude-mem: skipped spool line {number}: {error}", file=sys.stderr)

@@ -3,7 +3,15 @@
 The commands are grouped by what they look after; importing them registers them on the group.
 """
 
-from datasette_claude_mem.cli import claude_code, memory, server
+from datasette_claude_mem.cli import claude_code, forget, memory, server
 from datasette_claude_mem.cli.base import claude_mem, create_token, ensure_secret
 
-__all__ = ["claude_code", "claude_mem", "create_token", "ensure_secret", "memory", "server"]
+__all__ = [
+    "claude_code",
+    "claude_mem",
+    "create_token",
+    "ensure_secret",
+    "forget",
+    "memory",
+    "server",
+]

@@ -1,5 +1,5 @@
 """Commands that look after the memory file: check and repair it, embed and index it, export
-and import it, back it up and restore it."""
+and import it, apply retention, back it up and restore it."""
 
 from __future__ import annotations
 
@@ -185,6 +185,41 @@ def backup(db_path: Path | None, force: bool, file: Path) -> None:
     except backups.BackupError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Backed up {report.total_rows} rows ({report.size} bytes) to {file}; checked")
+
+
+@claude_mem.command()
+@db_option
+@click.option("--dry-run", is_flag=True, help="Say what retention would remove; change nothing")
+def purge(db_path: Path | None, dry_run: bool) -> None:
+    """Apply retention now: remove old raw tool outputs, dead letters and event rows, and
+    give the space back to the file system."""
+    from datasette_claude_mem.pages.formatting import size
+    from datasette_claude_mem.storage.retention import (
+        RULE_WORDS,
+        Policy,
+        file_size,
+        freeable,
+        purge,
+        vacuum_step,
+    )
+
+    config = Config.load()
+    path = existing_memory(config, db_path)
+    policy = Policy.from_config(config)
+    with Store.open(config, path) as store:
+        if dry_run:
+            for rule, (rows, nbytes) in freeable(store.conn, policy).items():
+                click.echo(f"{RULE_WORDS[rule]}: {rows}, about {size(nbytes)}")
+            return
+        before = file_size(path)
+        done = purge(store, policy)
+        while vacuum_step(store, config.vacuum_step_pages):
+            pass
+        store.checkpoint()
+    click.echo(
+        f"Removed {done.payloads} raw tool outputs, {done.dead_letters} dead letters and "
+        f"{done.events} event rows; {path} went from {size(before)} to {size(file_size(path))}"
+    )
 
 
 @claude_mem.command()

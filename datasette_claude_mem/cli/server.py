@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from datasette_claude_mem.names import (
     METADATA,
 )
 from datasette_claude_mem.settings import Config
+from datasette_claude_mem.storage.database import close_cleanly, unwritable
 from datasette_claude_mem.storage.store import Store
 
 
@@ -69,9 +71,11 @@ def serve(
     from datasette_claude_mem.names import DB_FILENAME
 
     config = Config.load() if db_path is not None else default_config()
-    config.ensure_dirs()
     db_path = (db_path or config.db_path).expanduser().resolve()
-    open_memory(config, db_path).close()
+    read_only = db_path.exists() and unwritable(db_path) is not None
+    if not read_only:
+        config.ensure_dirs()
+        open_memory(config, db_path).close()
     beside = legacy_dir() / DB_FILENAME
     if beside.resolve() != db_path:
         note = claude_mem_note(beside, db_path)
@@ -89,6 +93,9 @@ def serve(
         "Sign in with this link (it works once; for another: datasette claude-mem login):", err=True
     )
     args = [
+        # A memory that cannot be written is served for reading (the plugin says so), opened
+        # immutable: a WAL file whose journal cannot be made is otherwise not even read.
+        *(["-i"] if read_only else []),
         str(db_path),
         "--host", host,
         "--port", str(port),
@@ -105,7 +112,36 @@ def serve(
             json.dumps([*configured, *hosts]),
         ]
     args += ["-m", str(METADATA)]
-    datasette_serve.main(args=[*args, *datasette_args], prog_name="datasette claude-mem serve")
+    code = 0
+    # uvicorn shuts down gracefully on SIGTERM and Ctrl-C, then raises the signal again with
+    # the handler it found: this one, so that the stop ends here, quietly, and the memory is
+    # closed cleanly after Datasette has closed its connections.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        code = datasette_serve.main(
+            args=[*args, *datasette_args],
+            prog_name="datasette claude-mem serve",
+            standalone_mode=False,
+        )
+    except (click.exceptions.Abort, Stopped):
+        pass  # Ctrl-C or SIGTERM: a stop asked for, not an error (no "Aborted!")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            close_cleanly(db_path)
+        except sqlite3.Error as error:
+            said = f"{db_path}: not closed cleanly ({error}); the next start recovers"
+            click.echo(said, err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+class Stopped(Exception):
+    """SIGTERM reached the server: it has shut down."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise Stopped
 
 
 @claude_mem.command()
@@ -152,6 +188,7 @@ def worker(
 ) -> None:
     """Turn queued tool outputs into observations, apart from the server."""
     from datasette_claude_mem.worker.loop import Worker
+    from datasette_claude_mem.worker.upkeep import Upkeep
 
     config = Config.load() if path is not None else default_config()
     store = open_memory(config, path or config.db_path)
@@ -170,11 +207,20 @@ def worker(
             report = runner.run_once(store)
             click.echo(f"{report.done} done, {report.failed} failed")
         else:
-            runner.run(store, interval=interval)
+            upkeep = Upkeep(config, path or config.db_path)
+            runner.run(store, interval=interval, idle=lambda: upkeep.step_on(store))
     except KeyboardInterrupt:
         pass
     finally:
-        store.close()
+        try:
+            # Items it claimed and did not finish wait again at once, not for the lease
+            # (a stop does not wait long for that: the lease runs out in any case).
+            store.write_timeout = 5.0
+            store.release_leases(runner.worker_id)
+        except sqlite3.Error as error:
+            click.echo(f"leases left to run out: {error}", err=True)
+        finally:
+            store.close()
 
 
 @claude_mem.command()

@@ -332,7 +332,8 @@ async def context(ctx: Context, project: Project = None, session_id: SessionId =
 DESCRIPTIONS = {
     search: "Search the memory of past sessions (observations, learnings, notes, session "
     "summaries, prompts), best match first. One line per hit: id · date · kind · title · "
-    "file · estimated tokens to get it. Start here; then timeline or get.",
+    "file · estimated tokens to get it. Only the current project's rows (and global "
+    "learnings and notes) unless project names another. Start here; then timeline or get.",
     timeline: "What happened around one row (by id from search) or in one session: the "
     "prompts and observations just before and after it, oldest first, one line each.",
     get: "The full records of up to 20 ids from search or timeline, clipped to a bounded size.",

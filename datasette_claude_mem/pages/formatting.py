@@ -59,6 +59,17 @@ def number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def size(nbytes: int) -> str:
+    """Bytes as a person reads them: '812 bytes', '4.2 MB' (powers of 1,000, as disks say)."""
+    if nbytes < 1000:
+        return count(nbytes, "byte")
+    for unit in ("KB", "MB", "GB", "TB"):
+        nbytes /= 1000
+        if nbytes < 1000 or unit == "TB":
+            return f"{nbytes:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
 def count(value: int, singular: str, plural: str | None = None) -> str:
     """'1 observation', '2 observations'."""
     return f"{number(value)} {singular if value == 1 else plural or singular + 's'}"
@@ -115,6 +126,7 @@ class Fmt:
     short_project = staticmethod(short_project)
     json_list = staticmethod(json_list)
     pretty_json = staticmethod(pretty_json)
+    size = staticmethod(size)
 
 
 def prepare_environment(env: Environment) -> None:

@@ -33,8 +33,20 @@ class Links:
     def session(self, session_id: str) -> str:
         return self.ds.urls.path(f"{PREFIX}/sessions/{tilde_encode(session_id)}")
 
+    def project(self, project: str) -> str:
+        """A project's page: what it holds, and forgetting it."""
+        return self.ds.urls.path(f"{PREFIX}/projects/{tilde_encode(project)}")
+
+    def forget_form(self) -> str:
+        """Where the pages' forget buttons post."""
+        return self.ds.urls.path(f"{PREFIX}/forget/form")
+
     def context_preview(self, project: str | None = None) -> str:
         return self.ds.urls.path(f"{PREFIX}/context-preview") + self._qs({"project": project})
+
+    def export(self, project: str | None = None) -> str:
+        """The JSON lines download `datasette claude-mem import` takes back (api/export.py)."""
+        return self.ds.urls.path(f"{PREFIX}/export") + self._qs({"project": project})
 
     def context_json(self, project: str) -> str:
         return self.ds.urls.path(f"{PREFIX}/context") + self._qs({"project": project})

@@ -21,7 +21,7 @@ from datasette.utils.asgi import Forbidden, NotFound, Request, Response
 
 from datasette_claude_mem import plugin
 from datasette_claude_mem.claude_code.context import MAX_BYTES, SECTIONS, build_context
-from datasette_claude_mem.names import MENU_LABEL, PREFIX
+from datasette_claude_mem.names import MENU_LABEL, PREFIX, WRITE_ACTION
 from datasette_claude_mem.pages.charts import activity_chart, queue_chart
 from datasette_claude_mem.pages.formatting import (
     duration,
@@ -35,6 +35,7 @@ from datasette_claude_mem.pages.links import Links
 from datasette_claude_mem.storage import overview
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.redactions import read_redaction_counts
+from datasette_claude_mem.storage.retention import Policy, space, with_measurement
 from datasette_claude_mem.worker import in_server
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def dashboard_data(store: Store, now: datetime) -> dict[str, Any]:
         "learnings": overview.top_learnings(store, 15),
         "queue": queue_summary(store),
         "redactions": read_redaction_counts(store.conn),
+        "tombstones": [t.model_dump(mode="json") for t in store.tombstones(10)],
         "activity": days,
         "activity_chart": activity_chart(days),
         "activity_totals": {key: sum(d[key] for d in days) for key in overview.ACTIVITY_KINDS},
@@ -287,6 +289,15 @@ async def memory_database(datasette: Datasette, request: Request) -> Database:
     return db
 
 
+async def may_forget(datasette: Datasette, actor: dict | None) -> bool:
+    """Whether the pages show forget buttons: the actor holds the write permission."""
+    return await datasette.allowed(
+        action=WRITE_ACTION,
+        resource=DatabaseResource(plugin.memory_database_name(datasette)),
+        actor=actor,
+    )
+
+
 async def _read(datasette: Datasette, db: Database, read: Callable[..., T], *args: Any) -> T:
     """`read(store, *args)` in Datasette's read thread, with a store on its read connection."""
     return await db.execute_fn(lambda conn: read(plugin.open_store(datasette, conn), *args))
@@ -318,6 +329,12 @@ async def dashboard(request: Request, datasette: Datasette) -> Response:
     db = await memory_database(datasette, request)
     now = datetime.now(UTC)
     data = await _read(datasette, db, dashboard_data, now)
+    config = plugin.state(datasette).config
+    policy = Policy.from_config(config)
+    live = await db.execute_fn(lambda conn: space(conn, policy, now=now))
+    upkeep = plugin.state(datasette).upkeep
+    data["space"] = with_measurement(live, upkeep.space if upkeep is not None else None)
+    data["retention"] = policy
     queries = [{"name": q.name, "title": q.title, "description": q.description} for q in QUERIES]
     return await _render(
         datasette,
@@ -340,9 +357,12 @@ async def session_page(request: Request, datasette: Datasette) -> Response:
     data = await _read(datasette, db, session_data, session_id, links)
     if data is None:
         raise NotFound(f"No session {session_id!r} in the memory")
-    return await _render(
-        datasette, request, "claude_mem_session.html", {"data": data, "database": db.name}
-    )
+    context = {
+        "data": data,
+        "database": db.name,
+        "may_forget": await may_forget(datasette, request.actor),
+    }
+    return await _render(datasette, request, "claude_mem_session.html", context)
 
 
 async def context_preview(request: Request, datasette: Datasette) -> Response:
@@ -389,11 +409,29 @@ async def context_preview(request: Request, datasette: Datasette) -> Response:
     )
 
 
+def _page_or_api(page: Callable, path: str) -> Callable:
+    """A page for GET, the API's endpoints of the same path for other methods (a DELETE of
+    a session forgets it)."""
+    from datasette_claude_mem.api.routes import path_view
+
+    api = path_view(path)
+
+    async def inner(request: Request, datasette: Datasette) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return await page(request, datasette)
+        return await api(request, datasette)
+
+    return inner
+
+
 def routes() -> list[tuple[str, Callable]]:
     return [
         (rf"^{PREFIX}/?$", _get_only(dashboard)),
         (rf"^{PREFIX}/context-preview$", _get_only(context_preview)),
-        (rf"^{PREFIX}/sessions/(?P<session_id>[^/]+)$", _get_only(session_page)),
+        (
+            rf"^{PREFIX}/sessions/(?P<session_id>[^/]+)$",
+            _page_or_api(session_page, "/sessions/{session_id}"),
+        ),
     ]
 
 
@@ -462,5 +500,6 @@ async def row_extras(
             "links": Links(datasette, database),
             "payloads_allowed": payloads,
             "raw_output_shown": RAW_OUTPUT_SHOWN,
+            "may_forget": await may_forget(datasette, request.actor),
         }
     }

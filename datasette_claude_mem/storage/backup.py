@@ -10,8 +10,10 @@ the count comparison, so a failed backup never leaves a file that looks like a g
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -126,6 +128,41 @@ def backup(db_path: Path, target: Path, *, force: bool = False, busy_timeout_ms:
         for leftover in (partial, *(partial.with_name(partial.name + s) for s in ("-wal", "-shm"))):
             leftover.unlink(missing_ok=True)
     return BackupReport(target, counts, target.stat().st_size)
+
+
+def _daily_name(db_path: Path) -> re.Pattern[str]:
+    return re.compile(rf"{re.escape(db_path.stem)}-\d{{4}}-\d{{2}}-\d{{2}}\.db")
+
+
+def daily_backups(db_path: Path, backup_dir: Path) -> list[Path]:
+    """The daily backups of a memory in backup_dir, oldest first (their names sort by day)."""
+    if not backup_dir.is_dir():
+        return []
+    named = _daily_name(Path(db_path))
+    return sorted(p for p in backup_dir.iterdir() if named.fullmatch(p.name))
+
+
+def daily_backup(
+    db_path: Path,
+    backup_dir: Path,
+    keep: int,
+    *,
+    today: date | None = None,
+    busy_timeout_ms: int = 5000,
+) -> BackupReport | None:
+    """Today's checked backup into backup_dir, unless it is there already; then the older
+    daily backups beyond the newest `keep` are removed (no other file there is touched).
+    Returns the backup made, or None when today's existed."""
+    db_path, backup_dir = Path(db_path), Path(backup_dir)
+    day = (today or datetime.now(UTC).date()).isoformat()
+    target = backup_dir / f"{db_path.stem}-{day}.db"
+    made = None
+    if not target.exists():
+        backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        made = backup(db_path, target, busy_timeout_ms=busy_timeout_ms)
+    for old in daily_backups(db_path, backup_dir)[: -max(keep, 1)]:
+        old.unlink(missing_ok=True)
+    return made
 
 
 def restore(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import sqlite3
 import time
@@ -19,7 +20,7 @@ import orjson
 from sqlite_utils import Database
 
 from datasette_claude_mem.storage.errors import is_busy
-from datasette_claude_mem.storage.migrations import migrations
+from datasette_claude_mem.storage.migrations import INCREMENTAL_VACUUM, migrations
 
 if TYPE_CHECKING:
     from datasette_claude_mem.settings import Config
@@ -43,8 +44,12 @@ class Saved(NamedTuple):
 def apply_pragmas(
     conn: sqlite3.Connection, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000
 ) -> None:
-    """The settings every connection to a memory database gets, the store's and Datasette's."""
+    """The settings every connection to a memory database gets, the store's and Datasette's.
+
+    secure_delete zeroes what a delete frees, so forgotten content leaves the file's bytes
+    (storage/forget.py), not only its tables."""
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    conn.execute("PRAGMA secure_delete=ON")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA recursive_triggers=ON")
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous.upper() == 'FULL' else 'NORMAL'}")
@@ -80,6 +85,31 @@ def execute_until(conn: sqlite3.Connection, sql: str, deadline: float) -> None:
                 raise
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.05)
+
+
+def unwritable(path: str | Path) -> str | None:
+    """Why a memory file cannot be written (it, or the directory its journal goes in, is
+    read-only), or None. Reads of such a file are still served."""
+    path = Path(path)
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return "its directory is read-only"
+    return None
+
+
+def close_cleanly(path: str | Path, busy_timeout_ms: int = 2000) -> None:
+    """After a server stops: one last read-write connection folds the WAL into the file
+    (TRUNCATE) and closes, and, being the last, takes the -wal and -shm files with it (the
+    server's read connections are read-only, and the last of those to close cannot). When
+    another program still has the file open, both stay, as they must."""
+    if not Path(path).exists() or unwritable(path):
+        return
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.close()
 
 
 class ForeignDatabase(sqlite3.DatabaseError):
@@ -121,6 +151,7 @@ def migrate(db: Database) -> list[str]:
         shown = ", ".join(foreign[:8]) + (", ..." if len(foreign) > 8 else "")
         raise ForeignDatabase(f"it holds another application's tables ({shown})")
     if not migrations.pending(db):
+        finish_auto_vacuum(db, up_to_bytes=MIGRATE_VACUUM_BYTES)
         return []
     begin_immediate(db.conn, time.monotonic() + WRITE_RETRY_SECONDS)
     try:
@@ -137,7 +168,36 @@ def migrate(db: Database) -> list[str]:
     # Several processes migrating one new file at once each ask for it, and the switch
     # answers "locked" at once while another connection reads.
     execute_until(db.conn, "PRAGMA journal_mode=WAL", time.monotonic() + WRITE_RETRY_SECONDS)
+    finish_auto_vacuum(db, up_to_bytes=MIGRATE_VACUUM_BYTES)
     return names
+
+
+# A file up to this size gets m014's VACUUM as it is migrated (a second or so); a bigger one
+# after retention's first pass (worker/upkeep.py, `purge`), so the copy the VACUUM makes,
+# through the WAL, holds only what is kept and never needs twice the disk of a full file.
+MIGRATE_VACUUM_BYTES = 256 * 1000 * 1000
+PAGE_PRAGMAS = ("page_count", "page_size")
+
+
+def finish_auto_vacuum(db: Database, *, up_to_bytes: int | None = None) -> bool:
+    """The one VACUUM m014 asks for, run once its step is recorded and outside any
+    transaction, on a file up to `up_to_bytes` (None: any); True when it ran."""
+    conn = db.conn
+    if conn.in_transaction:
+        return False
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL_VACUUM:
+        return False
+    if "m014_enable_retention" not in {m.name for m in migrations.applied(db)}:
+        return False
+    if up_to_bytes is not None:
+        pages, page_size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in PAGE_PRAGMAS)
+        if pages * page_size > up_to_bytes:
+            return False
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    execute_until(conn, "VACUUM", time.monotonic() + WRITE_RETRY_SECONDS)
+    # The VACUUM wrote the whole file through the WAL: fold it back and empty it.
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    return True
 
 
 def to_json(value: Any) -> str:
@@ -206,6 +266,8 @@ class StoreBase:
             redact_value = redact_value or redact.DEFAULT.value
         self.redact_text = redact_text
         self.redact_value = redact_value
+        # How long a write waits for another program's write lock before it fails.
+        self.write_timeout = WRITE_RETRY_SECONDS
         self._depth = 0  # savepoints open inside a caller's transaction
         self._checkpoint_wanted = False
 
@@ -259,7 +321,7 @@ class StoreBase:
                 self._depth -= 1
             conn.execute(f"RELEASE SAVEPOINT {name}")
             return
-        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        deadline = time.monotonic() + self.write_timeout
         begin_immediate(conn, deadline)
         try:
             yield conn
@@ -290,11 +352,12 @@ class StoreBase:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, wait_ms: int = 0) -> None:
         """Fold the WAL back into the database file, so it does not grow without bound.
 
         A reader holding a snapshot would make this wait out the whole busy timeout; without
-        the wait it simply does what it can now, and the next checkpoint does the rest.
+        the wait (``wait_ms`` 0) it simply does what it can now, and the next checkpoint does
+        the rest.
         """
         if self.conn.in_transaction:
             # Inside a transaction it cannot run: it runs when that transaction's owner
@@ -303,7 +366,7 @@ class StoreBase:
             return
         self._checkpoint_wanted = False
         timeout = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        self.conn.execute("PRAGMA busy_timeout=0")
+        self.conn.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:

@@ -2,7 +2,7 @@
 
 This file imports nothing from the package so that the sqlite-utils CLI can run it on its own:
 
-    sqlite-utils migrate memory.db datasette_claude_mem/migrations.py
+    sqlite-utils migrate memory.db datasette_claude_mem/storage/migrations.py
 
 Released steps are never edited: a change to the schema is a new ``mNNN_verb_noun`` step.
 """
@@ -604,3 +604,49 @@ def m012_add_observation_types(db: Database) -> None:
         END"""
     )
     db.execute("CREATE INDEX idx_obs_type ON observations(project, type, created_at)")
+
+
+@migrations(name="m013_add_tombstones")
+def m013_add_tombstones(db: Database) -> None:
+    """Forgetting for good: a tombstone row per forget says what kind of thing went, how
+    many rows, who asked, when and why, and never what they held. The indexes let a whole
+    project's rows be found and deleted without scanning, including the rows that point at a
+    deleted row (a foreign key without an index makes each delete scan the child table)."""
+    db.execute(
+        f"""CREATE TABLE tombstones (
+            {_ID},
+            {_enum("kind", ("session", "observation", "learning", "note", "project", "before"))},
+            {_int("count", 0)} CHECK (count >= 0),
+            {_json_object("counts")},
+            forgotten_by TEXT NOT NULL,
+            reason TEXT,
+            before TEXT,
+            {_ts("created_at")}
+        )"""
+    )
+    for statement in (
+        "CREATE INDEX idx_tombstones_time ON tombstones(created_at)",
+        "CREATE INDEX idx_obs_queue_item ON observations(queue_item_id)",
+        "CREATE INDEX idx_learn_session ON learnings(source_session_id)",
+        "CREATE INDEX idx_entries_project ON memory_entries(project, created_at)",
+        "CREATE INDEX idx_entries_session ON memory_entries(session_id)",
+        "CREATE INDEX idx_log_project ON event_log(project, created_at)",
+    ):
+        db.execute(statement)
+
+
+# SQLite's code for auto_vacuum=INCREMENTAL, as PRAGMA auto_vacuum reads it back.
+INCREMENTAL_VACUUM = 2
+
+
+@migrations(name="m014_enable_retention", transactional=False)
+def m014_enable_retention(db: Database) -> None:
+    """Space freed by retention goes back to the file system: with auto_vacuum=INCREMENTAL
+    the worker returns free pages a few at a time (PRAGMA incremental_vacuum), where
+    otherwise the file would never shrink. An existing file takes the mode only through one
+    VACUUM, which cannot run inside a transaction: the store's migrate, which applies every
+    step inside one, runs it after its commit (or, for a big file, after retention's first
+    pass: storage/database.py says why); the sqlite-utils CLI runs it here."""
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    if not db.conn.in_transaction:
+        db.execute("VACUUM")

@@ -147,6 +147,19 @@ class QueueStore:
                 row["prompt"] = self.turn_prompt(row["session_id"], row["created_at"])
         return [QueueItem.model_validate(r) for r in rows]
 
+    def release_leases(self, worker: str) -> int:
+        """Give back every item this worker holds (it is stopping): they wait again at once,
+        and the claim that never finished does not count as an attempt. Returns how many."""
+        now = utc_now()
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE pending_queue SET status = 'raw', attempts = max(attempts - 1, 0), "
+                "lease_owner = NULL, lease_expires_at = NULL, available_at = ?1, "
+                "updated_at = ?1 WHERE status = 'processing' AND lease_owner = ?2",
+                [now, worker],
+            )
+            return rows_changed(conn)
+
     def _held(self, item_id: str, worker: str) -> dict:
         row = self._one("SELECT * FROM pending_queue WHERE id = ?", [item_id])
         if row is None:

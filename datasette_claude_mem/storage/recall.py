@@ -1,8 +1,8 @@
 """The reads behind the MCP tools, over the store: what matches, what happened around a
 row, the rows themselves, and what the memory knows about one file or function.
 
-Search goes through ``search()`` alone, which calls the store's full-text search; when the
-project's single search function lands, the line marked below is the one to change.
+Search is the project's one search (storage/search.py) over five kinds, each ranked by its
+own full-text index; this module only adds what a hit line shows (size, label, file).
 Every read keeps to one project (global learnings and entries aside) and leaves out what
 was forgotten.
 """
@@ -10,17 +10,15 @@ was forgotten.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from datasette_claude_mem.storage.models import FunctionMapEntry
-from datasette_claude_mem.storage.search import fts_query
 from datasette_claude_mem.storage.staleness import STALE_KINDS
 from datasette_claude_mem.storage.store import Store
 
 KINDS = ("observation", "learning", "note", "session", "prompt")
-# Rows a source is asked for before kinds and dates are applied to them.
+# The most rows `about` reads of a project's changed functions or learnings.
 FETCH = 200
 
 
@@ -57,15 +55,6 @@ class Record:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def _words(query: str) -> list[str]:
-    return [w.lower() for w in re.findall(r"\w+", query)]
-
-
-def _contains_all(column: str, words: list[str]) -> tuple[str, list[str]]:
-    """SQL that every word appears in the column (case-insensitive), and its parameters."""
-    return " AND ".join(f"instr(lower({column}), ?) > 0" for _ in words) or "1", words
-
-
 def search(
     store: Store,
     project: str,
@@ -76,64 +65,56 @@ def search(
     limit: int = 10,
     types: list[str] | None = None,
 ) -> list[Hit]:
-    """Best first: full-text matches by rank, then plain-text matches newest first.
+    """Best first, every kind ranked by its full-text index in the project's one search.
     With `types`, only observations of those types."""
-    wanted = set(kinds or KINDS)
-    if types:
-        wanted &= {"observation"}
-    hits: list[Hit] = []
-    if wanted & {"observation", "learning"}:
-        # Ranking and snippets cost per row asked for: ask for more only when some of them
-        # may be filtered out below.
-        narrowed = since or not {"observation", "learning"} <= wanted
-        fetch = FETCH if narrowed else limit
-        found = store.search(
-            project, query, limit=fetch, kinds=("observation", "learning"), types=types
-        )
-        hits += _with_sizes(store, [h for h in found if h.kind in wanted])
-    if "note" in wanted:
-        hits += _entries(store, project, query)
-    words = _words(query)
-    if "session" in wanted and words:
-        hits += _sessions(store, project, words)
-    if "prompt" in wanted and words:
-        hits += _prompts(store, project, words)
-    if since:
-        hits = [h for h in hits if h.at >= since]
-    hits.sort(key=lambda h: h.at, reverse=True)
-    hits.sort(key=lambda h: h.rank)  # stable: equal ranks stay newest first
-    mark_stale(store, hits)
-    hits.sort(key=lambda h: h.stale)  # what changed since goes below what is current
-    return hits[:limit]
+    wanted = tuple(kinds or KINDS)
+    found = store.search(project, query, limit=limit, kinds=wanted, since=since, types=types)
+    return _hits(store, found)
 
 
-def _with_sizes(store: Store, found: list) -> list[Hit]:
-    obs_ids = [h.id for h in found if h.kind == "observation"]
+# What a hit needs beyond the search row: its size to `get` (in characters) and its label.
+_EXTRA_SQL = {
+    "observation": "SELECT id, tool_name, type, files_touched, length(title) + "
+    "length(summary) + coalesce(length(detail), 0) AS size FROM observations",
+    "learning": "SELECT id, category AS label, length(content) AS size FROM learnings",
+    "note": "SELECT id, namespace, key, length(value) AS size FROM memory_entries",
+    "session": "SELECT id, 'summary' AS label, summary AS text, length(summary) AS size "
+    "FROM sessions",
+    "prompt": "SELECT id, 'prompt' AS label, prompt AS text, length(prompt) AS size FROM prompts",
+}
+
+
+def _extras(store: Store, kind: str, ids: list[str]) -> dict[str, dict]:
+    if not ids:
+        return {}
+    marks = ", ".join("?" for _ in ids)
+    rows = store._all(f"{_EXTRA_SQL[kind]} WHERE id IN ({marks})", ids)
+    return {row["id"]: row for row in rows}
+
+
+def _hits(store: Store, found: list) -> list[Hit]:
+    """Search rows as the tools list them, each looked up by id (ten rows, not a scan)."""
     extra: dict[str, dict] = {}
-    if obs_ids:
-        marks = ", ".join("?" for _ in obs_ids)
-        for row in store._all(
-            "SELECT id, tool_name, type, files_touched, length(title) + length(summary) + "
-            f"coalesce(length(detail), 0) AS size FROM observations WHERE id IN ({marks})",
-            obs_ids,
-        ):
-            extra[row["id"]] = row
+    for kind in KINDS:
+        extra |= _extras(store, kind, [h.id for h in found if h.kind == kind])
     hits = []
     for h in found:
-        at = h.created_at.isoformat()
+        row = extra.get(h.id, {})
+        title, label, file = h.title, row.get("label") or "", h.file or ""
         if h.kind == "observation":
-            row = extra.get(h.id, {})
             files = json.loads(row.get("files_touched") or "[]")
-            hits.append(
-                Hit("observation", h.id, at, h.title, _label(row),
-                    files[0] if files else "", row.get("size", 0), h.rank, h.session_id,
-                    h.stale)
-            )  # fmt: skip
+            file = files[0] if files else ""
+            label = _label(row)
+        elif h.kind in ("learning", "note"):
+            title = h.snippet  # what it says, around the words asked for
+            if h.kind == "note":
+                label = _entry_label(row.get("namespace", ""), row.get("key", ""))
         else:
-            hits.append(
-                Hit("learning", h.id, at, h.snippet, h.title, "", len(h.snippet), h.rank,
-                    h.session_id, h.stale)
-            )  # fmt: skip
+            title = row.get("text") or title
+        hits.append(
+            Hit(h.kind, h.id, h.created_at.isoformat(), title, label, file,
+                row.get("size") or 0, h.rank, h.session_id, h.stale)
+        )  # fmt: skip
     return hits
 
 
@@ -143,59 +124,9 @@ def _label(row: dict) -> str:
     return f"{row['type']}/{tool}" if row.get("type") else tool
 
 
-def _entries(store: Store, project: str, query: str) -> list[Hit]:
-    match = fts_query(query)
-    if not match:
-        return []
-    rows = store._all(
-        "SELECT e.id, e.created_at, e.namespace, e.key, e.kind, length(e.value) AS size, "
-        "e.session_id, bm25(memory_entries_fts) AS rank, "
-        "snippet(memory_entries_fts, 1, '[', ']', '…', 12) AS snippet "
-        "FROM memory_entries_fts JOIN memory_entries e ON e.rowid = memory_entries_fts.rowid "
-        "WHERE memory_entries_fts MATCH :q AND e.superseded_at IS NULL "
-        "AND e.forgotten_at IS NULL AND (e.project = :project OR e.project IS NULL) "
-        "ORDER BY rank LIMIT :limit",
-        {"q": match, "project": project, "limit": FETCH},
-    )
-    return [
-        Hit("note", r["id"], r["created_at"], r["snippet"], _entry_label(r["namespace"], r["key"]),
-            "", r["size"], r["rank"], r["session_id"])
-        for r in rows
-    ]  # fmt: skip
-
-
 def _entry_label(namespace: str, key: str) -> str:
     """A key the agent chose is worth its tokens; a generated one (an id) is not."""
     return f"{namespace}#{key}" if len(key) < 30 else namespace
-
-
-def _sessions(store: Store, project: str, words: list[str]) -> list[Hit]:
-    where, params = _contains_all("summary", words)
-    rows = store._all(
-        "SELECT id, started_at, summary FROM sessions WHERE project = ? AND summary IS NOT NULL "
-        f"AND {where} ORDER BY started_at DESC LIMIT ?",
-        [project, *params, FETCH],
-    )
-    return [
-        Hit("session", r["id"], r["started_at"], r["summary"], "summary", "", len(r["summary"]),
-            0.0, r["id"])
-        for r in rows
-    ]  # fmt: skip
-
-
-def _prompts(store: Store, project: str, words: list[str]) -> list[Hit]:
-    where, params = _contains_all("json_extract(data, '$.prompt')", words)
-    rows = store._all(
-        "SELECT id, created_at, session_id, json_extract(data, '$.prompt') AS prompt "
-        "FROM event_log WHERE event_type = 'UserPromptSubmit' AND project = ? "
-        f"AND {where} ORDER BY created_at DESC LIMIT ?",
-        [project, *params, FETCH],
-    )
-    return [
-        Hit("prompt", r["id"], r["created_at"], str(r["prompt"]), "prompt", "",
-            len(str(r["prompt"])), 0.0, r["session_id"])
-        for r in rows
-    ]  # fmt: skip
 
 
 # Rows by id

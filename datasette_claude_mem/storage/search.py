@@ -172,6 +172,10 @@ def fts_query(text: str) -> str:
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
+# Best first; ties newest first, then by id, so that every run lists the same hits.
+ORDER = "rank, created_at DESC, id"
+
+
 def _branch(source: Source, match: str, marks: tuple[str, str], kinds_filter: bool) -> str:
     fts = f"{source.table}_fts"
     start, end = (mark.replace("'", "''") for mark in marks)
@@ -188,7 +192,7 @@ def _branch(source: Source, match: str, marks: tuple[str, str], kinds_filter: bo
         {source.type} AS type, coalesce({source.title}, '') AS title, {source.file} AS file,
         snippet({fts}, -1, '{start}', '{end}', '…', 12) AS snippet,
         {fts}.rank * {source.boost} AS rank, {source.created_at} AS created_at
-    FROM {fts} JOIN {source.table} t ON t.rowid = {fts}.rowid
+    FROM {fts} CROSS JOIN {source.table} t ON t.rowid = {fts}.rowid
     WHERE {fts} MATCH {match} AND {source.where}
         AND (:project = '' OR {source.project})
         AND (:since = '' OR {source.created_at} >= :since){kinds}{types}"""
@@ -203,6 +207,12 @@ def keyword_sql(
 ) -> str:
     """The keyword search as one SELECT over the chosen kinds, best first.
 
+    Each kind ranks its own full-text matches and keeps its best `limit` rows in a subquery
+    of its own before the kinds are combined, so the final sort sees a few rows per kind,
+    not every match. CROSS JOIN keeps the full-text index as the outer loop: with the
+    statistics of a used file, SQLite otherwise walks every active learning and runs the
+    match once per row (10x slower at 100k observations).
+
     With kinds None every kind is in the SQL and the :kinds parameter ('' for all, or a
     comma-separated list) picks among them when it runs: the form the stored query needs.
     Parameters: :project, :since and :types ('' for any; types, comma-separated, keeps
@@ -211,12 +221,14 @@ def keyword_sql(
     """
     chosen = SOURCES if kinds is None else [SOURCE_BY_KIND[k] for k in kinds]
     branches = "\n    UNION ALL\n    ".join(
-        _branch(source, match, marks, kinds_filter=kinds is None) for source in chosen
+        f"SELECT * FROM (\n    {_branch(source, match, marks, kinds is None)}\n    "
+        f"ORDER BY {ORDER}\n    LIMIT {limit})"
+        for source in chosen
     )
     return f"""SELECT * FROM (
     {branches}
 )
-ORDER BY rank, created_at DESC, id
+ORDER BY {ORDER}
 LIMIT {limit}"""
 
 

@@ -19,6 +19,7 @@ from datasette_claude_mem.storage.database import (
 )
 from datasette_claude_mem.storage.entries import EntryStore
 from datasette_claude_mem.storage.event_log import EventLogStore
+from datasette_claude_mem.storage.forget import ForgetStore
 from datasette_claude_mem.storage.learnings import LearningStore
 from datasette_claude_mem.storage.models import (
     SearchHit,
@@ -41,6 +42,7 @@ class Store(
     QueueStore,
     EventLogStore,
     EntryStore,
+    ForgetStore,
     StalenessStore,
     StoreBase,
 ):

@@ -138,6 +138,16 @@ def _file_of(conn: sqlite3.Connection) -> str:
     return conn.execute("PRAGMA database_list").fetchone()[2] or f"memory:{id(conn)}"
 
 
+def drop_indexes(conn: sqlite3.Connection) -> None:
+    """Let go of the vectors this process keeps for a file, after a forget deleted some: the
+    next search reads them again from the table, so a forgotten row's vector does not stay
+    in the server's memory."""
+    file = _file_of(conn)
+    with _INDEXES_LOCK:
+        for key in [key for key in _INDEXES if key[0] == file]:
+            del _INDEXES[key]
+
+
 class SemanticSearch:
     """The semantic side of storage.search: embeds the query, finds the nearest rows."""
 

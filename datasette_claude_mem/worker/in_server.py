@@ -55,6 +55,7 @@ class InServerWorker:
             lease_seconds=float(settings.lease_seconds),
         )
         self.process = WorkerProcess(on_start=self._watch)
+        self.task: Any = None  # Datasette's handle of the background task running `run`
 
     def _watch(self, proc: asyncio.subprocess.Process) -> None:
         self.datasette.add_background_task(
@@ -120,7 +121,20 @@ def start(
         return
     running = InServerWorker(datasette, settings, read, write, idle)
     datasette.__dict__[_KEPT] = running
-    datasette.add_background_task(running.run, name=TASK_NAME)
+    running.task = datasette.add_background_task(running.run, name=TASK_NAME)
+
+
+async def stop(datasette: Datasette, grace: float = 10.0) -> str | None:
+    """Stop the in-server worker (its loop, then its process); the id its leases are held
+    under, for the caller to give them back, or None when no worker ran here."""
+    running = datasette.__dict__.get(_KEPT)
+    if running is None or running.task is None:
+        return None
+    running.task.cancel()
+    task = running.task.task
+    if task is not None and not task.done():
+        await asyncio.wait([task], timeout=grace)
+    return running.worker.worker_id
 
 
 def status(datasette: Datasette) -> dict[str, Any] | None:

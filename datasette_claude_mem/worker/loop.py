@@ -459,8 +459,10 @@ class Worker:
         interval: float = 1.0,
         should_stop: Callable[[], bool] = lambda: False,
         max_batches: int | None = None,
+        idle: Callable[[], int] | None = None,
     ) -> int:
-        """Work until told to stop (or the batch limit); returns the items handled."""
+        """Work until told to stop (or the batch limit); returns the items handled. `idle`
+        is what an empty batch leads to (the upkeep); it sleeps when that did nothing."""
         handled = batches = 0
         while not should_stop():
             report = self.run_once(store)
@@ -468,7 +470,7 @@ class Worker:
             batches += 1
             if max_batches is not None and batches >= max_batches:
                 break
-            if not report.outcomes:
+            if not report.outcomes and not (idle is not None and idle()):
                 time.sleep(interval)
         return handled
 

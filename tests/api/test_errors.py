@@ -28,6 +28,9 @@ def body(response) -> dict:
         (StoreError("refused"), 400),
         (sqlite3.IntegrityError("CHECK constraint failed"), 400),
         (sqlite3.OperationalError("database is locked"), 503),
+        (sqlite3.OperationalError("disk I/O error"), 503),
+        (sqlite3.OperationalError("attempt to write a readonly database"), 503),
+        (sqlite3.OperationalError("database or disk is full"), 503),
         (OverflowError("int too big"), 400),
     ],
 )
@@ -46,7 +49,7 @@ def test_a_subclass_takes_its_nearest_listed_base() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [sqlite3.OperationalError("disk I/O error"), ValueError("something else"), KeyError("k")],
+    [sqlite3.OperationalError("no such table: x"), ValueError("something else"), KeyError("k")],
 )
 def test_what_is_not_the_clients_fault_is_not_answered_here(error: Exception) -> None:
     assert error_response(error) is None
@@ -56,15 +59,16 @@ def test_what_is_not_the_clients_fault_is_not_answered_here(error: Exception) ->
 async def test_a_storage_failure_is_not_reported_as_the_clients_fault(
     ds: Datasette, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An event that could not be stored was a 400 "could not be stored"; the failure now
-    reaches Datasette's error handling as what it is."""
+    """An event that could not be stored was a 400 "could not be stored"; a fault of the
+    disk is now a 503 that names it and the file."""
 
     def failing(self: Store, *args, **kwargs):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(Store, "log_event", failing)
     response = await api_call(ds, "POST", "/events", {"event_type": "e"}, token=token)
-    assert response.status_code == 500
+    assert_error(response, 503, "I/O error", "claude-mem.db")
+    assert response.headers["retry-after"]
 
 
 @pytest.mark.asyncio

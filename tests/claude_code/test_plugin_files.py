@@ -11,8 +11,8 @@ from pathlib import Path
 from click.testing import CliRunner
 from datasette.cli import cli
 
-from datasette_claude_mem.claude_code.install import install
-from datasette_claude_mem.names import HOOK_PATH
+from datasette_claude_mem.claude_code.install import install, install_mcp
+from datasette_claude_mem.names import HOOK_PATH, MCP_PATH, MCP_SERVER_NAME
 
 MARKETPLACE = ".claude-plugin/marketplace.json"
 MANIFEST = "plugin/.claude-plugin/plugin.json"
@@ -47,6 +47,21 @@ def test_writes_a_marketplace_whose_plugin_holds_the_hooks_install_writes(tmp_pa
     assert hooks == installed
     urls = {h["url"] for groups in hooks.values() for g in groups for h in g["hooks"] if "url" in h}
     assert urls == {"http://127.0.0.1:9911" + HOOK_PATH}
+
+
+def test_the_plugin_ships_the_mcp_server_install_registers(tmp_path: Path) -> None:
+    """The plugin's manifest holds the same server entry as ~/.claude.json after `install`,
+    so either way the agent gets the tools, and the token never lands in a file."""
+    market = tmp_path / "market"
+    assert run(str(market), "--url", "http://127.0.0.1:9911").exit_code == 0
+    servers = read(market, MANIFEST)["mcpServers"]
+    user_config = tmp_path / "claude.json"
+    install_mcp(user_config, url="http://127.0.0.1:9911")
+    assert servers == json.loads(user_config.read_text())["mcpServers"]
+    server = servers[MCP_SERVER_NAME]
+    assert server["type"] == "http"
+    assert server["url"] == "http://127.0.0.1:9911" + MCP_PATH
+    assert server["headers"] == {"Authorization": "Bearer ${CLAUDE_MEM_TOKEN}"}
 
 
 def test_command_hooks_run_the_hook_script(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,10 +25,14 @@ COMPACT_SUMMARY = "Compacted: the assistant read, edited and tested the demo rep
 
 @dataclass
 class ToolCall:
-    """One tool_use turn: Claude Code runs `name` with `input` under this id."""
+    """One tool_use turn: Claude Code runs `name` with `input` under this id.
 
-    name: str
-    input: dict[str, Any]
+    Either may be a function of the request being answered, for a turn that uses what an
+    earlier tool answered (an id it listed) or what Claude Code offers (a tool's name).
+    """
+
+    name: str | Callable[[dict[str, Any]], str]
+    input: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
     id: str = ""
 
 
@@ -225,7 +230,9 @@ class FakeAnthropic:
         call = script.steps[step]
         if not call.id:
             call.id = self._next_id("toolu")
-        block = {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}
+        name = call.name(body) if callable(call.name) else call.name
+        arguments = call.input(body) if callable(call.input) else call.input
+        block = {"type": "tool_use", "id": call.id, "name": name, "input": arguments}
         return [block], "tool_use", label
 
     def _message(

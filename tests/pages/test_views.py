@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from datasette.app import Datasette
+from helpers import finished_long_ago
 from markupsafe import escape
 
 from datasette_claude_mem.claude_code.context import SECTIONS, build_context
@@ -340,6 +341,50 @@ async def test_dashboard_of_an_empty_memory(make_ds, memory_path: Path) -> None:
     assert f"<title>{datetime.now(UTC).date()}: 0 tool uses</title>" in markup
 
 
+@pytest.mark.asyncio
+async def test_dashboard_shows_the_files_size_what_holds_it_and_what_retention_frees(
+    make_ds, memory_path: Path
+) -> None:
+    with Store(memory_path) as store:
+        session = store.create_session(SessionStart(project_dir="/src/big")).row
+        finished_long_ago(store, session.id, 10, 200_000)
+        store.log_event("Stop", {}, session_id=session.id, created_at="2000-01-01T00:00:00.000Z")
+        store.checkpoint()
+    ds = await make_ds(memory_path, plugin={"worker": False, "event_retention_days": 0})
+
+    space = text_of(await page(ds, "/-/claude-mem"), "space")
+
+    assert re.search(r"^Space 2\.\d MB on disk pending_payloads 2\.0 MB ", space), space
+    assert "Retention would free about 2.0 MB: 10 raw tool outputs; measured just now." in space
+    assert "kept 30 days once compressed, dead letters 90 days, events forever" in space
+
+
+@pytest.mark.asyncio
+async def test_a_big_file_shows_what_holds_it_as_the_worker_measured_it(
+    make_ds, memory_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datasette_claude_mem import plugin
+    from datasette_claude_mem.storage import retention
+
+    with Store(memory_path) as store:
+        session = store.create_session(SessionStart(project_dir="/src/big")).row
+        finished_long_ago(store, session.id, 5, 200_000)
+    monkeypatch.setattr(retention, "LIVE_DETAIL_BYTES", 0)
+    ds = await make_ds(memory_path, plugin={"worker": False})
+
+    before = text_of(await page(ds, "/-/claude-mem"), "space")
+    assert "Too big to read whole for this page" in before
+    assert "Retention would free" not in before
+
+    while await plugin.idle_work(ds):  # the in-server worker's idle turns
+        pass
+    after = text_of(await page(ds, "/-/claude-mem"), "space")
+    assert "Too big" not in after
+    assert "Retention would free about 0 bytes; measured just now." in after
+    # The megabyte of payloads is gone and the file is back under one.
+    assert re.search(r"^Space \d+\.\d KB on disk sqlite_schema ", after), after
+
+
 def test_chart_geometry_stays_inside_the_plot() -> None:
     assert [charts.nice_max(v) for v in (0, 1, 3, 7, 10, 11, 230, 5000)] == [
         1, 1, 5, 10, 10, 20, 500, 5000,
@@ -400,6 +445,11 @@ async def test_pages_answer_only_get(mem: Datasette) -> None:
         "/-/claude-mem/sessions/sess-alpha-1",
         cookies=as_root(mem),
         headers={"Sec-Fetch-Site": "same-origin"},  # as the browser sends it from the page
+    )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET"  # a DELETE forgets the session
+    response = await mem.client.post(
+        "/-/claude-mem", cookies=as_root(mem), headers={"Sec-Fetch-Site": "same-origin"}
     )
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"

@@ -196,7 +196,7 @@ def make_corpus(seed: int = SEED) -> list[Secret]:
     add("json-client-secret", json.dumps({"clientId": "web", "clientSecret": v}), v)
     v = r(48, B64)
     add("json-unknown-shape", json.dumps({"webhookSigningToken": v}), v)  # no known shape
-    v = r(64, ALNUM + "+/=-_")
+    v = r(1) + r(63, ALNUM + "+/=-_")  # a first "=" would make it `KEY==...`, a comparison
     add("env-unknown-shape", f"INTERNAL_SERVICE_TOKEN={v}", v)
     v = r(40)
     add("python-kwarg", f'client = Client(api_key="{v}")', v)

@@ -82,7 +82,8 @@ def test_one_scan_of_a_text_is_a_scan_of_each_of_its_lines() -> None:
 
 def test_values_are_redacted_not_their_json_encoding() -> None:
     """The root of the old leak: a line after an escaped newline in a tool response."""
-    secret = CORPUS[0].needles[0][:16]
+    # With a digit, so it never reads as a variable name (`password = api_token` is code).
+    secret = CORPUS[0].needles[0][:15] + "7"
     response = {"stdout": f"a\npassword = {secret}\n", "interrupted": False}
     assert redact_value(response) == {
         "stdout": f"a\npassword = {marker('password')}\n",

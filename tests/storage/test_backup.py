@@ -149,3 +149,86 @@ def test_restore_refuses_a_bad_backup_and_changes_nothing(store: Store, tmp_path
         backup.restore(bad, db_path)
     assert [r[0] for r in store.conn.execute("SELECT content FROM learnings")] == ["still here"]
     assert list(db_path.parent.glob("*.before-restore-*")) == []
+
+
+def _tool_use(n: int, project: Path) -> dict:
+    return {
+        "session_id": "backup-live",
+        "cwd": str(project),
+        "hook_event_name": "PostToolUse",
+        "tool_name": "Bash",
+        "tool_use_id": f"bash-{n}",
+        "tool_input": {"command": f"echo {n}"},
+        "tool_response": {"stdout": f"{n}\n" * 500, "stderr": "", "interrupted": False},
+    }
+
+
+def test_the_backup_command_copies_a_running_server_while_hooks_write(
+    mem_server, tmp_path: Path
+) -> None:
+    """Every copy is one moment of the server's memory: each queued tool use has its payload
+    and its event row, and it holds at least every event acknowledged before it began."""
+    import threading
+
+    from click.testing import CliRunner
+    from datasette.cli import cli as datasette_cli
+
+    project = tmp_path / "repo"
+    (project / ".git").mkdir(parents=True)
+    acknowledged: list[int] = []
+    stop = threading.Event()
+
+    def post() -> None:
+        n = 0
+        while not stop.is_set():
+            assert mem_server.hook(_tool_use(n, project)).status_code == 200
+            acknowledged.append(n)
+            n += 1
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 5:
+            assert time.monotonic() < deadline and poster.is_alive(), "no hook was answered"
+            time.sleep(0.01)
+        copies = []
+        for n in range(3):
+            before = len(acknowledged)
+            target = tmp_path / f"live-{n}.db"
+            result = CliRunner(env={"CLAUDE_MEM_DIR": str(mem_server.base_dir)}).invoke(
+                datasette_cli, ["claude-mem", "backup", str(target)], catch_exceptions=False
+            )
+            assert result.exit_code == 0, result.output
+            counts = backup.check(target)
+            assert counts["pending_queue"] == counts["pending_payloads"] >= before
+            conn = sqlite3.connect(target)
+            try:
+                uses = conn.execute(
+                    "SELECT count(*) FROM event_log WHERE event_type = 'PostToolUse'"
+                ).fetchone()[0]
+            finally:
+                conn.close()
+            assert uses == counts["pending_queue"]
+            copies.append(uses)
+            while len(acknowledged) <= before + 3:
+                assert poster.is_alive()
+                time.sleep(0.01)
+        assert poster.is_alive(), "the server kept answering while it was copied"
+    finally:
+        stop.set()
+        poster.join(timeout=60)
+    assert copies == sorted(copies) and copies[-1] > copies[0]
+
+
+def test_a_running_server_makes_the_daily_backup(mem_server_factory, tmp_path: Path) -> None:
+    server = mem_server_factory(worker=True, start=False)
+    server.env["CLAUDE_MEM_BACKUP_DIR"] = str(tmp_path / "daily")
+    server.env["CLAUDE_MEM_BACKUP_KEEP"] = "2"
+    server.start()
+    deadline = time.monotonic() + 60
+    while not (made := backup.daily_backups(server.db_path, tmp_path / "daily")):
+        assert time.monotonic() < deadline, "no daily backup within a minute"
+        time.sleep(0.1)
+    [copy] = made
+    assert copy.name.startswith("claude-mem-") and backup.check(copy)["sessions"] == 0

@@ -26,7 +26,7 @@ MIGRATIONS_FILE = ROOT / "datasette_claude_mem" / "storage" / "migrations.py"
 SQLITE_UTILS = Path(sys.executable).parent / "sqlite-utils"
 TS_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
-TABLES = MEMORY_TABLES | {"observations_fts", "learnings_fts"}
+TABLES = MEMORY_TABLES | {"observations_fts", "learnings_fts", "tombstones"}
 SEED_INDEXES = {
     "idx_obs_session",
     "idx_fn_file",
@@ -52,6 +52,13 @@ OTHER_INDEXES = {
     "idx_obs_agent",
     "idx_fn_name",
     "idx_fn_changed",
+    # m013: forgetting a project, and the rows that point at what a forget deletes.
+    "idx_tombstones_time",
+    "idx_obs_queue_item",
+    "idx_learn_session",
+    "idx_entries_project",
+    "idx_entries_session",
+    "idx_log_project",
     "idx_obs_type",
 }
 TRIGGERS = {
@@ -139,11 +146,23 @@ def test_wal_is_on_for_every_later_connection(store: Store, config) -> None:
         plain.close()
 
 
+def test_incremental_auto_vacuum_is_on_for_every_later_connection(store: Store, config) -> None:
+    """m014: freed pages can go back to the file system, so retention shrinks the file."""
+    plain = sqlite3.connect(config.db_path)
+    try:
+        assert plain.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+    finally:
+        plain.close()
+    rows = store.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id").fetchall()
+    assert rows[-1][0] == "m014_enable_retention"
+
+
 def test_store_connection_settings(store: Store) -> None:
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store.conn.execute("PRAGMA recursive_triggers").fetchone()[0] == 1
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
     assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert store.conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
 
 
 def test_foreign_keys_are_enforced(conn: sqlite3.Connection) -> None:
@@ -320,6 +339,7 @@ def test_sqlite_utils_cli_migrate_builds_the_same_schema(tmp_path: Path) -> None
     plain = sqlite3.connect(by_cli)
     try:
         assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert plain.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
         applied = plain.execute("SELECT name FROM _sqlite_migrations ORDER BY id").fetchall()
     finally:
         plain.close()
@@ -521,7 +541,7 @@ def test_m012_types_the_observations_made_before_it_by_their_tool(tmp_path: Path
                 "VALUES (?, 'old', ?, 't', 's')",
                 [f"o{n}", tool],
             )
-        assert migrate(database)[-1] == "m012_add_observation_types"
+        assert migrate(database)[0] == "m012_add_observation_types"
         rows = database.execute("SELECT tool_name, type FROM observations ORDER BY id").fetchall()
         # A command says nothing of its purpose by its tool alone: it stays unknown.
         assert rows == [

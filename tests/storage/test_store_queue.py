@@ -189,6 +189,21 @@ def test_expired_lease_returns_the_item_and_counts_the_attempt(
     assert (still.lease_owner, still.attempts) == ("alive", 1)
 
 
+def test_a_stopping_worker_gives_back_only_its_own_leases(store: Store, session: Session) -> None:
+    """Its items wait again at once, the unfinished claim not counted; another worker's
+    lease is left alone."""
+    mine = enqueue(store, session, "tu-1").row
+    theirs = enqueue(store, session, "tu-2").row
+    store.claim(1, worker="stopping", lease_seconds=300)
+    store.claim(1, worker="other", lease_seconds=300)
+    assert store.release_leases("stopping") == 1
+    back = store.get_queue_item(mine.id)
+    assert (back.status, back.lease_owner, back.attempts) == (QueueStatus.RAW, None, 0)
+    assert [i.id for i in store.claim(5, worker="next")] == [mine.id]
+    assert store.get_queue_item(theirs.id).lease_owner == "other"
+    assert store.release_leases("nobody") == 0
+
+
 def test_complete_by_the_lease_holder(store: Store, session: Session) -> None:
     item = enqueue(store, session, "tu-1").row
     store.claim(1, worker="w1")
