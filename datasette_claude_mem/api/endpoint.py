@@ -44,6 +44,8 @@ class Endpoint:
     summary: str
     body: type[BaseModel] | None = None
     returns: type[BaseModel] | None = None
+    # Other shapes the row may take (DELETE /learnings/{id} with hard answers a Tombstone).
+    also_returns: tuple[type[BaseModel], ...] = ()
     many: bool = False
     statuses: tuple[int, ...] = (200,)
     permission: str | None = WRITE_ACTION

@@ -47,11 +47,9 @@ def _success_schema(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.raw_response:
         return _ref(endpoint.returns)
     key = "rows" if endpoint.many else "row"
-    value = (
-        {"type": "array", "items": _ref(endpoint.returns)}
-        if endpoint.many
-        else _ref(endpoint.returns)
-    )
+    shapes = [_ref(model) for model in (endpoint.returns, *endpoint.also_returns)]
+    row = shapes[0] if len(shapes) == 1 else {"oneOf": shapes}
+    value = {"type": "array", "items": row} if endpoint.many else row
     return {
         "type": "object",
         "required": ["ok", key],
@@ -64,8 +62,9 @@ def openapi_document(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
     # (a stored row's JSON columns go out as lists and objects, not as JSON text).
     modes: dict[type[BaseModel], str] = {}
     for endpoint in endpoints:
-        if endpoint.returns is not None:
-            modes[endpoint.returns] = "serialization"
+        for model in (endpoint.returns, *endpoint.also_returns):
+            if model is not None:
+                modes[model] = "serialization"
         if endpoint.body is not None:
             modes[endpoint.body] = "validation"
     ordered = sorted(modes.items(), key=lambda item: item[0].__name__)

@@ -335,7 +335,7 @@ ENDPOINTS: list[Endpoint] = [
              LearningUpdate, Learning),
     Endpoint("DELETE", "/learnings/{learning_id}", delete_learning,
              "Retire a learning (soft delete), or with hard, delete it for good",
-             LearningDelete, Learning),
+             LearningDelete, Learning, also_returns=(Tombstone,)),
     Endpoint("DELETE", "/notes/{note_id}", _forget_one("note", "note_id"),
              "Forget a note for good, every version of its key", ForgetOne, Tombstone),
     Endpoint("POST", "/forget", forget,

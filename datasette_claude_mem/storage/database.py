@@ -213,6 +213,16 @@ def to_json(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def json_strings(text: Any) -> list[str]:
+    """The strings of a JSON array column (files_touched, functions...); a value that is not
+    one, or not JSON at all (a hand edit in Datasette), holds none."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else []
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 

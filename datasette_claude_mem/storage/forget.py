@@ -13,7 +13,6 @@ A mixin of the Store, so that the deletes take the store's one write transaction
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -23,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from datasette_claude_mem.storage.database import rows_changed, to_json
+from datasette_claude_mem.storage.database import json_strings, rows_changed, to_json
 from datasette_claude_mem.storage.errors import NotFound, StoreError
 from datasette_claude_mem.storage.models import (
     Input,
@@ -293,14 +292,8 @@ class ForgetStore:
 
 def _files(value: str | None, root: str | None) -> list[str]:
     """A tool use's files as the function map names them: relative to the project."""
-    try:
-        paths = json.loads(value or "[]")
-    except ValueError:
-        return []
     found = []
-    for path in paths if isinstance(paths, list) else []:
-        if not isinstance(path, str):
-            continue
+    for path in json_strings(value):
         candidate = PurePosixPath(path)
         if candidate.is_absolute() and root:
             with suppress(ValueError):

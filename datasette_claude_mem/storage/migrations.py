@@ -556,14 +556,18 @@ def m011_add_change_tracking(db: Database) -> None:
     flagged stale. base_hash is a function's body hash in the file's first state as the
     session saw it (NULL when the session added it); changed_at is when this row last saw
     the body change (NULL while it never did). A learning can name the functions it is
-    about. Rows made before this migration keep what is known: their change time is their
-    last update, their base is their hash where they were unchanged."""
+    about. Rows made before this migration keep what is known: their base is their hash where
+    they were unchanged, and a change is dated to the start of its session, not to the row's
+    last update (which followed the session's own observations): what the session itself
+    recorded is never stale by its own change, what came before it is."""
     db.execute("ALTER TABLE function_map ADD COLUMN base_hash TEXT")
     db.execute("ALTER TABLE function_map ADD COLUMN changed_at TEXT")
     db.execute(
         "UPDATE function_map SET base_hash = CASE change_type "
         "WHEN 'new' THEN NULL ELSE body_hash END, "
-        "changed_at = CASE change_type WHEN 'unchanged' THEN NULL ELSE updated_at END"
+        "changed_at = CASE change_type WHEN 'unchanged' THEN NULL ELSE coalesce("
+        "(SELECT s.started_at FROM sessions s WHERE s.id = function_map.session_id), "
+        "updated_at) END"
     )
     db.execute("CREATE INDEX idx_fn_name ON function_map(project, qualified_name)")
     db.execute(

@@ -10,10 +10,10 @@ Readers mark stale items and rank them below the current ones.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
+
+from datasette_claude_mem.storage.database import json_strings
 
 STALE_KINDS = ("observation", "learning")
 _SQL = {
@@ -45,14 +45,6 @@ def _same_file(recorded: str, named: str) -> bool:
 
 def _same_function(recorded: str, named: str) -> bool:
     return recorded == named or recorded.endswith("." + named)
-
-
-def _json_list(text: Any) -> list[str]:
-    try:
-        value = json.loads(text) if isinstance(text, str) else []
-    except ValueError:
-        return []
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _leaf(name: str) -> str:
@@ -109,7 +101,7 @@ def stale_ids(conn: sqlite3.Connection, kind: str, ids: Iterable[str]) -> set[st
         by_project.setdefault(row[1], []).append(row)
     stale = set()
     for project, items in by_project.items():
-        items = [i for i in items if _json_list(i[3]) or _json_list(i[4])]
+        items = [i for i in items if json_strings(i[3]) or json_strings(i[4])]
         if not items:
             continue
         where, params = "changed_at > ?", [min(i[2] for i in items)]
@@ -123,7 +115,7 @@ def stale_ids(conn: sqlite3.Connection, kind: str, ids: Iterable[str]) -> set[st
             ).fetchall()
         )
         for item_id, _project, at, files, names in items:
-            if changes.touch(at, _json_list(files), _json_list(names)):
+            if changes.touch(at, json_strings(files), json_strings(names)):
                 stale.add(item_id)
     return stale
 

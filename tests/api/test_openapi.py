@@ -161,3 +161,21 @@ async def test_the_description_needs_no_token_and_takes_only_get(ds: Datasette, 
     response = await api_call(ds, "POST", "/openapi.json", {}, token=token)
     assert_error(response, 405)
     assert response.headers["allow"] == "GET"
+
+
+@pytest.mark.asyncio
+async def test_a_learning_deleted_soft_or_hard_answers_as_described(
+    ds: Datasette, token: str, document: dict[str, Any]
+):
+    """A client generated from the description reads both answers of the one route."""
+    answer = document["paths"]["/-/claude-mem/learnings/{learning_id}"]["delete"]["responses"]
+    schema = answer["200"]["content"]["application/json"]["schema"]
+    check = Draft202012Validator({**schema, "components": document["components"]})
+    made = await api_call(ds, "POST", "/learnings", {"category": "gotcha", "content": "c"},
+                          token=token)  # fmt: skip
+    learning_id = made.json()["row"]["id"]
+    soft = await api_call(ds, "DELETE", f"/learnings/{learning_id}", token=token)
+    hard = await api_call(ds, "DELETE", f"/learnings/{learning_id}", {"hard": True}, token=token)
+    assert soft.status_code == hard.status_code == 200, (soft.text, hard.text)
+    assert list(check.iter_errors(soft.json())) == []
+    assert list(check.iter_errors(hard.json())) == []

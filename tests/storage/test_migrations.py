@@ -20,6 +20,7 @@ from datasette_claude_mem.storage.database import connect, migrate
 from datasette_claude_mem.storage.kinds import ObservationType
 from datasette_claude_mem.storage.migrations import OBSERVATION_TYPES, migrations
 from datasette_claude_mem.storage.models import new_id
+from datasette_claude_mem.storage.staleness import stale_ids
 from datasette_claude_mem.storage.store import Store
 
 MIGRATIONS_FILE = ROOT / "datasette_claude_mem" / "storage" / "migrations.py"
@@ -499,7 +500,8 @@ def test_m011_keeps_what_earlier_rows_knew_of_their_changes(tmp_path: Path) -> N
     try:
         migrations.apply(database, stop_before="m011_add_change_tracking")
         database.execute(
-            "INSERT INTO sessions (id, project, project_dir) VALUES ('old', 'p', '/p')"
+            "INSERT INTO sessions (id, project, project_dir, started_at) "
+            "VALUES ('old', 'p', '/p', '2000-06-01T00:00:00.000Z')"
         )
         for name, change in (("a", "new"), ("b", "modified"), ("c", "unchanged")):
             database.execute(
@@ -513,12 +515,43 @@ def test_m011_keeps_what_earlier_rows_knew_of_their_changes(tmp_path: Path) -> N
         rows = database.execute(
             "SELECT qualified_name, base_hash, changed_at FROM function_map ORDER BY 1"
         ).fetchall()
+        # A change is dated to the start of its session, not to the row's last update.
         assert rows == [
-            ("a", None, "2001-01-01T00:00:00.000Z"),
-            ("b", "h-b", "2001-01-01T00:00:00.000Z"),
+            ("a", None, "2000-06-01T00:00:00.000Z"),
+            ("b", "h-b", "2000-06-01T00:00:00.000Z"),
             ("c", "h-c", None),
         ]
         assert database.execute("SELECT functions FROM learnings").fetchall() == [("[]",)]
+    finally:
+        database.conn.close()
+
+
+def test_m011_leaves_a_session_unstale_by_its_own_changes(tmp_path: Path) -> None:
+    """Before m011 the worker wrote an item's observation first and its function map rows
+    after, and a later Read moved the rows' updated_at again: dated by updated_at, every edit
+    recorded before the migration would read as stale by its own change."""
+    database = Database(connect(tmp_path / "old.db"), execute_plugins=False)
+    try:
+        migrations.apply(database, stop_before="m011_add_change_tracking")
+        for session, started in (("first", "2000-01"), ("second", "2000-02")):
+            database.execute(
+                "INSERT INTO sessions (id, project, project_dir, started_at) "
+                "VALUES (?, 'p', '/p', ?)",
+                [session, f"{started}-01T00:00:00.000Z"],
+            )
+        for obs, session, at in (("before", "first", "2000-01"), ("own", "second", "2000-02")):
+            database.execute(
+                "INSERT INTO observations (id, session_id, project, tool_name, title, summary, "
+                "files_touched, created_at) VALUES (?, ?, 'p', 'Edit', 't', 's', '[\"m.py\"]', ?)",
+                [obs, session, f"{at}-01T01:00:00.000Z"],
+            )
+        database.execute(
+            "INSERT INTO function_map (session_id, project, file_path, qualified_name, kind, "
+            "body_hash, change_type, updated_at) VALUES ('second', 'p', 'm.py', 'f', "
+            "'function', 'h', 'modified', '2000-02-01T05:00:00.000Z')"
+        )
+        migrate(database)
+        assert stale_ids(database.conn, "observation", ["before", "own"]) == {"before"}
     finally:
         database.conn.close()
 
