@@ -36,15 +36,6 @@ class Hit:
     stale: bool = False  # about code that changed since (storage/staleness.py)
 
 
-def mark_stale(store: Store, hits: list[Hit]) -> list[Hit]:
-    """Flag the observations and learnings among hits whose code changed since."""
-    for kind in STALE_KINDS:
-        stale = store.stale_ids(kind, [h.id for h in hits if h.kind == kind])
-        for hit in hits:
-            hit.stale = hit.stale or (hit.kind == kind and hit.id in stale)
-    return hits
-
-
 @dataclass
 class Record:
     """One row as `get` shows it: a heading and its fields, in order."""
@@ -201,7 +192,7 @@ def timeline(
         {**params, "after": after + (1 if anchor else 0)},
     )
     rows = [*reversed(earlier), *later]
-    return mark_stale(store, [
+    return store.mark_stale([
         Hit(r["kind"], r["id"], r["created_at"], str(r["title"]), r["label"],
             (json.loads(r["files"]) or [""])[0], 0, 0.0, session)
         for r in rows
@@ -262,8 +253,8 @@ def about(store: Store, project: str, path: str | None, function: str | None) ->
         for item in store.active_learnings(project, limit=FETCH)
         if needle and (needle in item.content or any(needle in f for f in item.functions))
     ][:10]  # fmt: skip
-    mark_stale(store, found.observations)
-    mark_stale(store, found.learnings)
+    store.mark_stale(found.observations)
+    store.mark_stale(found.learnings)
     found.observations.sort(key=lambda h: h.stale)
     found.learnings.sort(key=lambda h: h.stale)
     return found

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from datasette_claude_mem.storage.kinds import ObservationType
 from datasette_claude_mem.storage.models import SearchHit
-from datasette_claude_mem.storage.staleness import STALE_KINDS, stale_ids
+from datasette_claude_mem.storage.staleness import mark_stale
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "semantic", "hybrid")
@@ -326,12 +326,7 @@ def fuse(rankings: Sequence[Sequence[SearchHit]], limit: int) -> list[SearchHit]
 
 def demote_stale(conn: sqlite3.Connection, hits: list[SearchHit]) -> list[SearchHit]:
     """Mark hits about code changed since, and put them after the current ones (in order)."""
-    for kind in STALE_KINDS:
-        stale = stale_ids(conn, kind, [h.id for h in hits if h.kind == kind])
-        for hit in hits:
-            if hit.kind == kind and hit.id in stale:
-                hit.stale = True
-    return sorted(hits, key=lambda hit: hit.stale)
+    return sorted(mark_stale(conn, hits), key=lambda hit: hit.stale)
 
 
 def search(

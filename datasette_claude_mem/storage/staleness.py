@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from typing import Any
 
 from datasette_claude_mem.storage.database import json_strings
 
@@ -120,6 +121,17 @@ def stale_ids(conn: sqlite3.Connection, kind: str, ids: Iterable[str]) -> set[st
     return stale
 
 
+def mark_stale(conn: sqlite3.Connection, hits: list[Any]) -> list[Any]:
+    """Flag the observations and learnings among hits (anything with kind, id and stale)
+    whose code changed since; their order is the caller's to keep or change."""
+    for kind in STALE_KINDS:
+        stale = stale_ids(conn, kind, [h.id for h in hits if h.kind == kind])
+        for hit in hits:
+            if hit.kind == kind and hit.id in stale:
+                hit.stale = True
+    return hits
+
+
 class StalenessStore:
     """The Store's side of it: ``stale_ids`` on the store's connection."""
 
@@ -127,3 +139,6 @@ class StalenessStore:
 
     def stale_ids(self, kind: str, ids: Iterable[str]) -> set[str]:
         return stale_ids(self.conn, kind, ids)
+
+    def mark_stale(self, hits: list[Any]) -> list[Any]:
+        return mark_stale(self.conn, hits)
