@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from datasette_claude_mem.storage.backup import daily_backup
+from datasette_claude_mem.storage.database import MIGRATE_VACUUM_BYTES
 from datasette_claude_mem.storage.retention import Policy, Space, purge_step, space, vacuum_step
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class Upkeep:
     ) -> None:
         self.policy = Policy.from_config(config)
         self.pages = config.vacuum_step_pages
+        # The VACUUM an older file needs holds the write lock while it copies the file: the
+        # worker asks for it only up to this size, and leaves a bigger file to `purge`.
+        self.vacuum_up_to: int | None = MIGRATE_VACUUM_BYTES
         self.backup_dir = config.backup_dir
         self.backup_keep = config.backup_keep
         self.busy_timeout_ms = config.busy_timeout_ms
@@ -97,7 +101,9 @@ class Upkeep:
             self.next_purge = now + PURGE_EVERY
             self.measure_wanted = True
         if self.vacuuming:
-            freed = await backend.outside(functools.partial(vacuum_step, pages=self.pages))
+            freed = await backend.outside(
+                functools.partial(vacuum_step, pages=self.pages, vacuum_up_to=self.vacuum_up_to)
+            )
             if freed:
                 return freed
             self.vacuuming = False
