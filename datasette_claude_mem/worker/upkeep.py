@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from datasette_claude_mem.storage.backup import daily_backup
 from datasette_claude_mem.storage.database import MIGRATE_VACUUM_BYTES
 from datasette_claude_mem.storage.retention import Policy, Space, purge_step, space, vacuum_step
+from datasette_claude_mem.worker.loop import LocalBackend
 
 if TYPE_CHECKING:
     from datasette_claude_mem.settings import Config
@@ -44,20 +45,12 @@ class UpkeepBackend(Protocol):
     async def outside(self, fn: Callable[[Store], T]) -> T: ...
 
 
-class LocalUpkeep:
-    """A store this process owns (the standalone worker)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def read(self, fn: Callable[[Store], T]) -> T:
-        return fn(self.store)
-
-    async def write(self, fn: Callable[[Store], T]) -> T:
-        return fn(self.store)
+class LocalUpkeep(LocalBackend):
+    """A store this process owns (the standalone worker): the worker loop's own backend,
+    whose writes already run outside any transaction the store has not begun."""
 
     async def outside(self, fn: Callable[[Store], T]) -> T:
-        return fn(self.store)
+        return await self.write(fn)
 
 
 class Upkeep:
