@@ -445,8 +445,9 @@ async def idle_work(datasette: Datasette) -> int:
     """What the in-server worker does when its queue is empty: embed rows that have no
     vector yet, index again the documents sessions wrote, and the upkeep (retention, vacuum,
     the daily backup). Each turn starts with the next of them, so none waits behind another
-    that always has work, or always fails; a failure is reported and the turn goes on to
-    the rest. Returns how much it did."""
+    that always has work, or always fails: a failure is reported and the turn goes on to
+    the rest, and is raised (so the worker waits longer) only when none of them did any
+    work. Returns how much it did."""
     jobs: dict[str, Callable[[Datasette], Awaitable[int]]] = {
         "embeddings": _embed_one_batch,
         "documents": _refresh_documents,
@@ -455,12 +456,16 @@ async def idle_work(datasette: Datasette) -> int:
     kept = state(datasette)
     first = kept.idle_turn % len(IDLE_JOBS)
     kept.idle_turn += 1
+    failed: Exception | None = None
     for name in IDLE_JOBS[first:] + IDLE_JOBS[:first]:
         try:
             done = await jobs[name](datasette)
         except Exception as error:  # noqa: BLE001 - the other jobs still get their turn
             print(f"claude-mem worker ({name}): {type(error).__name__}: {error}", file=sys.stderr)
+            failed = failed or error
             continue
         if done:
             return done
+    if failed is not None:
+        raise failed
     return 0

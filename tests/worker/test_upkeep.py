@@ -232,3 +232,9 @@ async def test_the_upkeep_gets_its_turn_while_other_idle_work_never_runs_out_or_
     finally:
         conn.close()
     assert len(embedded) >= 3
+
+    # Once nothing does any work and something failed, the worker hears of it (and waits).
+    monkeypatch.setattr(plugin, "_embed_one_batch", always_failing)
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        for _ in range(1000):
+            await plugin.idle_work(ds)
