@@ -11,7 +11,7 @@ import asyncio
 import functools
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -60,6 +60,8 @@ class PluginState:
     upkeep: Any = None
     # Why the memory file cannot be written, when startup found it so; writes answer 503.
     read_only: str | None = None
+    # Which of plugin.IDLE_JOBS the in-server worker's next idle turn starts with.
+    idle_turn: int = 0
 
     @classmethod
     def from_datasette(cls, datasette: Datasette) -> PluginState:
@@ -143,15 +145,24 @@ async def write(datasette: Datasette, fn: Callable[[Store], T]) -> T:
     if db is None:
         raise StartupError(f"no memory database named {memory_database_name(datasette)!r}")
     kept = state(datasette)
-    if kept.read_only:
-        raise ReadOnly(db.path, cause=kept.read_only)
     if kept.write_queue is None or kept.write_queue.db is not db:
         kept.write_queue = WriteQueue(db, lambda conn: open_store(datasette, conn))
+    queue = kept.write_queue
+    return await _guarded_write(datasette, db, lambda: queue.submit(fn))
+
+
+async def _guarded_write(
+    datasette: Datasette, db: DatasetteDatabase, run: Callable[[], Awaitable[T]]
+) -> T:
+    """Every write to the memory: refused at once when the file was found read-only, and
+    the disk's faults (read-only, full, I/O error, the lock held past the deadline) said
+    as such, naming the file; everything else goes on as it was raised."""
+    read_only = state(datasette).read_only
+    if read_only:
+        raise ReadOnly(db.path, cause=read_only)
     try:
-        return await kept.write_queue.submit(fn)
+        return await run()
     except Exception as error:
-        # The disk's faults (read-only, full, I/O error, the lock held past the deadline)
-        # say so and name the file; everything else goes on as it was raised.
         fault = write_fault(error, db.path)
         if fault is None or fault is error:
             raise
@@ -405,8 +416,12 @@ class _ServerUpkeep:
         return await write(self.datasette, fn)
 
     async def outside(self, fn: Callable[[Store], T]) -> T:
-        return await self.db.execute_write_fn(
-            lambda conn: fn(open_store(self.datasette, conn)), transaction=False
+        return await _guarded_write(
+            self.datasette,
+            self.db,
+            lambda: self.db.execute_write_fn(
+                lambda conn: fn(open_store(self.datasette, conn)), transaction=False
+            ),
         )
 
 
@@ -422,12 +437,35 @@ async def _upkeep(datasette: Datasette) -> int:
     return await kept.upkeep.step(_ServerUpkeep(datasette, db))
 
 
+# What the in-server worker does when its queue is empty, in the order of a turn.
+IDLE_JOBS = ("embeddings", "documents", "upkeep")
+
+
 async def idle_work(datasette: Datasette) -> int:
     """What the in-server worker does when its queue is empty: embed rows that have no
-    vector yet, index again the documents sessions wrote, then the upkeep. Returns how much
-    it did."""
-    return (
-        await _embed_one_batch(datasette)
-        or await _refresh_documents(datasette)
-        or await _upkeep(datasette)
-    )
+    vector yet, index again the documents sessions wrote, and the upkeep (retention, vacuum,
+    the daily backup). Each turn starts with the next of them, so none waits behind another
+    that always has work, or always fails: a failure is reported and the turn goes on to
+    the rest, and is raised (so the worker waits longer) only when none of them did any
+    work. Returns how much it did."""
+    jobs: dict[str, Callable[[Datasette], Awaitable[int]]] = {
+        "embeddings": _embed_one_batch,
+        "documents": _refresh_documents,
+        "upkeep": _upkeep,
+    }
+    kept = state(datasette)
+    first = kept.idle_turn % len(IDLE_JOBS)
+    kept.idle_turn += 1
+    failed: Exception | None = None
+    for name in IDLE_JOBS[first:] + IDLE_JOBS[:first]:
+        try:
+            done = await jobs[name](datasette)
+        except Exception as error:  # noqa: BLE001 - the other jobs still get their turn
+            print(f"claude-mem worker ({name}): {type(error).__name__}: {error}", file=sys.stderr)
+            failed = failed or error
+            continue
+        if done:
+            return done
+    if failed is not None:
+        raise failed
+    return 0

@@ -380,6 +380,30 @@ def test_purge_says_what_it_would_remove_then_removes_it_and_shrinks_the_file(
     assert "raw tool outputs" not in run("purge", "--dry-run").output
 
 
+def test_purge_gives_a_big_old_memory_the_vacuum_the_server_leaves_to_it(
+    base_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from datasette_claude_mem.storage import database
+
+    base_dir.mkdir(parents=True)
+    memory = base_dir / "claude-mem.db"
+    old = Database(sqlite3.connect(memory, isolation_level=None))
+    migrations.apply(old, stop_before="m014_enable_retention")
+    old.conn.close()
+    monkeypatch.setattr(database, "MIGRATE_VACUUM_BYTES", 0)  # every file counts as big
+    with Store(memory) as store:
+        session = store.create_session(SessionStart(project_dir=str(base_dir))).row
+        finished_long_ago(store, session.id, 10, 100_000)
+    assert db_rows(memory, "PRAGMA auto_vacuum") == [{"auto_vacuum": 0}]
+
+    done = run("purge")
+
+    assert done.exit_code == 0, done.output
+    assert "Removed 10 raw tool outputs" in done.output
+    assert db_rows(memory, "PRAGMA auto_vacuum") == [{"auto_vacuum": 2}]
+    assert re.search(r"went from 1\.\d MB to \d+\.\d KB", done.output), done.output
+
+
 def test_backup_checks_its_copy_and_restore_brings_it_back(filled, tmp_path: Path):
     memory, _ = filled
     before = dump(memory)

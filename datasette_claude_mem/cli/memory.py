@@ -209,11 +209,13 @@ def purge(db_path: Path | None, dry_run: bool) -> None:
     with Store.open(config, path) as store:
         if dry_run:
             for rule, (rows, nbytes) in freeable(store.conn, policy).items():
-                click.echo(f"{RULE_WORDS[rule]}: {rows}, about {size(nbytes)}")
+                click.echo(f"{RULE_WORDS[rule]}s: {rows}, about {size(nbytes)}")
             return
         before = file_size(path)
         done = purge(store, policy)
-        while vacuum_step(store, config.vacuum_step_pages):
+        # Here, and only here, a file of any size gets the VACUUM that brings incremental
+        # auto_vacuum: the person asked for it, and the server's worker leaves it be.
+        while vacuum_step(store, config.vacuum_step_pages, vacuum_up_to=None):
             pass
         store.checkpoint()
     click.echo(

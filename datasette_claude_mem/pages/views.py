@@ -35,7 +35,7 @@ from datasette_claude_mem.pages.links import Links
 from datasette_claude_mem.storage import overview
 from datasette_claude_mem.storage.queries import QUERIES
 from datasette_claude_mem.storage.redactions import read_redaction_counts
-from datasette_claude_mem.storage.retention import Policy, space, with_measurement
+from datasette_claude_mem.storage.retention import RULE_WORDS, Policy, space, with_measurement
 from datasette_claude_mem.worker import in_server
 
 if TYPE_CHECKING:
@@ -335,6 +335,7 @@ async def dashboard(request: Request, datasette: Datasette) -> Response:
     upkeep = plugin.state(datasette).upkeep
     data["space"] = with_measurement(live, upkeep.space if upkeep is not None else None)
     data["retention"] = policy
+    data["rule_words"] = RULE_WORDS
     queries = [{"name": q.name, "title": q.title, "description": q.description} for q in QUERIES]
     return await _render(
         datasette,

@@ -173,8 +173,9 @@ def migrate(db: Database) -> list[str]:
 
 
 # A file up to this size gets m014's VACUUM as it is migrated (a second or so); a bigger one
-# after retention's first pass (worker/upkeep.py, `purge`), so the copy the VACUUM makes,
-# through the WAL, holds only what is kept and never needs twice the disk of a full file.
+# only from `datasette claude-mem purge`, after its retention pass, so the copy the VACUUM
+# makes, through the WAL, holds only what is kept and never needs twice the disk of a full
+# file, and no server's writes wait behind it. The worker's upkeep keeps to this bound too.
 MIGRATE_VACUUM_BYTES = 256 * 1000 * 1000
 PAGE_PRAGMAS = ("page_count", "page_size")
 

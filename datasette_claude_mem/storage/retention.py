@@ -18,7 +18,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datasette_claude_mem.storage.database import finish_auto_vacuum, rows_changed
+from datasette_claude_mem.storage.database import (
+    MIGRATE_VACUUM_BYTES,
+    finish_auto_vacuum,
+    rows_changed,
+)
 from datasette_claude_mem.storage.migrations import INCREMENTAL_VACUUM, PROMPT_EVENT
 from datasette_claude_mem.storage.models import format_ts
 
@@ -34,10 +38,11 @@ RULES = ("payloads", "dead_letters", "events")
 # (about a second per 500 MB here): a page reads them itself only from a file up to this
 # size; the worker measures every file after each retention pass.
 LIVE_DETAIL_BYTES = 64 * 1000 * 1000
+# What each rule removes, one of it (each takes an "s" for more than one).
 RULE_WORDS = {
-    "payloads": "raw tool outputs",
-    "dead_letters": "dead letters",
-    "events": "event rows",
+    "payloads": "raw tool output",
+    "dead_letters": "dead letter",
+    "events": "event row",
 }
 
 # What each rule takes: the table it deletes from, the rows it chooses (by the alias's rowid,
@@ -156,19 +161,25 @@ def _pragma(conn: sqlite3.Connection, name: str) -> int:
     return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
 
-def vacuum_step(store: StoreBase, pages: int) -> int:
+def vacuum_step(
+    store: StoreBase, pages: int, *, vacuum_up_to: int | None = MIGRATE_VACUUM_BYTES
+) -> int:
     """Hand up to `pages` free pages back to the file system; returns how many it did.
 
     Once none are left the WAL is checkpointed, which is when the file itself shrinks.
     Only outside a transaction (the pragma is a transaction of its own). A file still
-    without incremental auto_vacuum gets the VACUUM that brings it (its pages are counted).
+    without incremental auto_vacuum gets the VACUUM that brings it (its pages are counted)
+    when it is up to `vacuum_up_to` bytes (None: any size): that VACUUM holds the write lock
+    until it has copied the whole file, so only `datasette claude-mem purge` asks for it on
+    a bigger one; the worker, which writes beside the hooks, never does.
     """
     conn = store.conn
     if conn.in_transaction:
         return 0
     if _pragma(conn, "auto_vacuum") != INCREMENTAL_VACUUM:
         # A file too big to VACUUM as it was migrated gets it now, after retention.
-        return _pragma(conn, "page_count") if finish_auto_vacuum(store.db) else 0
+        ran = finish_auto_vacuum(store.db, up_to_bytes=vacuum_up_to)
+        return _pragma(conn, "page_count") if ran else 0
     before = _pragma(conn, "freelist_count")
     if before == 0:
         return 0

@@ -96,7 +96,8 @@ class InServerWorker:
             await self.process.stop()
 
     async def _idle(self) -> int:
-        """The work the plugin gives an idle loop (embeddings, documents); never fatal."""
+        """The work the plugin gives an idle loop (embeddings, documents, upkeep); never
+        fatal, and a failure waits longer before the next turn."""
         if self.idle is None:
             return 0
         try:

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from datasette_claude_mem.storage.backup import daily_backup
+from datasette_claude_mem.storage.database import MIGRATE_VACUUM_BYTES
 from datasette_claude_mem.storage.retention import Policy, Space, purge_step, space, vacuum_step
+from datasette_claude_mem.worker.loop import LocalBackend
 
 if TYPE_CHECKING:
     from datasette_claude_mem.settings import Config
@@ -43,20 +45,12 @@ class UpkeepBackend(Protocol):
     async def outside(self, fn: Callable[[Store], T]) -> T: ...
 
 
-class LocalUpkeep:
-    """A store this process owns (the standalone worker)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def read(self, fn: Callable[[Store], T]) -> T:
-        return fn(self.store)
-
-    async def write(self, fn: Callable[[Store], T]) -> T:
-        return fn(self.store)
+class LocalUpkeep(LocalBackend):
+    """A store this process owns (the standalone worker): the worker loop's own backend,
+    whose writes already run outside any transaction the store has not begun."""
 
     async def outside(self, fn: Callable[[Store], T]) -> T:
-        return fn(self.store)
+        return await self.write(fn)
 
 
 class Upkeep:
@@ -72,6 +66,9 @@ class Upkeep:
     ) -> None:
         self.policy = Policy.from_config(config)
         self.pages = config.vacuum_step_pages
+        # The VACUUM an older file needs holds the write lock while it copies the file: the
+        # worker asks for it only up to this size, and leaves a bigger file to `purge`.
+        self.vacuum_up_to: int | None = MIGRATE_VACUUM_BYTES
         self.backup_dir = config.backup_dir
         self.backup_keep = config.backup_keep
         self.busy_timeout_ms = config.busy_timeout_ms
@@ -97,7 +94,9 @@ class Upkeep:
             self.next_purge = now + PURGE_EVERY
             self.measure_wanted = True
         if self.vacuuming:
-            freed = await backend.outside(functools.partial(vacuum_step, pages=self.pages))
+            freed = await backend.outside(
+                functools.partial(vacuum_step, pages=self.pages, vacuum_up_to=self.vacuum_up_to)
+            )
             if freed:
                 return freed
             self.vacuuming = False

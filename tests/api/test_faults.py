@@ -150,3 +150,36 @@ async def test_a_lock_held_past_the_deadline_answers_503_naming_the_lock(
     assert response.status_code == 201, response.text
     types = {r["event_type"] for r in db_rows(path, "SELECT event_type FROM event_log")}
     assert types == {"before", "external", "after"}
+
+
+@pytest.mark.asyncio
+async def test_the_upkeeps_writes_outside_a_transaction_meet_the_same_fault_handling(
+    make_ds: MakeDs, tmpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vacuum's writes skip the write queue, not its read-only check or its faults."""
+    import sqlite3
+
+    from datasette_claude_mem import plugin
+    from datasette_claude_mem.storage.errors import DiskError, ReadOnly
+
+    path = fresh_memory(tmpfs, monkeypatch)
+    ds = await make_ds(path)
+    db = plugin.memory_database(ds)
+    assert db is not None
+    upkeep = plugin._ServerUpkeep(ds, db)
+
+    def failing(store: Store) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(DiskError, match=str(path)):
+        await upkeep.outside(failing)
+    ds.close()
+
+    remount(tmpfs, "ro")
+    ro_ds = await make_ds(path)
+    ro_db = plugin.memory_database(ro_ds)
+    assert ro_db is not None
+    ran: list[int] = []
+    with pytest.raises(ReadOnly, match=str(path)):
+        await plugin._ServerUpkeep(ro_ds, ro_db).outside(lambda store: ran.append(1))
+    assert ran == []

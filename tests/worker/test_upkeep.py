@@ -15,7 +15,7 @@ from helpers import finished_long_ago
 from datasette_claude_mem import plugin
 from datasette_claude_mem.settings import Config
 from datasette_claude_mem.storage.backup import check, daily_backups
-from datasette_claude_mem.storage.models import Session
+from datasette_claude_mem.storage.models import Session, SessionStart
 from datasette_claude_mem.storage.retention import file_size
 from datasette_claude_mem.storage.store import Store
 from datasette_claude_mem.worker.loop import Worker
@@ -164,3 +164,77 @@ def test_a_failed_backup_is_tried_again_an_hour_later_and_never_stops_the_worker
     clock.now += PURGE_EVERY
     run_until_idle(upkeep, store)
     assert len(daily_backups(config.db_path, blocker)) == 1
+
+
+@pytest.mark.asyncio
+async def test_the_server_leaves_the_vacuum_of_a_big_old_file_to_purge(
+    make_ds, memory_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file made before m014 and over the bound: the server's idle work removes what
+    retention removes but never runs the VACUUM, which would hold every write back while it
+    copied the file; `datasette claude-mem purge` does."""
+    from sqlite_utils import Database
+
+    from datasette_claude_mem.storage import database
+    from datasette_claude_mem.storage.migrations import migrations
+    from datasette_claude_mem.worker import upkeep
+
+    db = Database(sqlite3.connect(memory_path, isolation_level=None))
+    migrations.apply(db, stop_before="m014_enable_retention")
+    db.conn.close()
+    monkeypatch.setattr(database, "MIGRATE_VACUUM_BYTES", 0)
+    monkeypatch.setattr(upkeep, "MIGRATE_VACUUM_BYTES", 0)
+    ds = await make_ds(memory_path)
+    started = SessionStart(project_dir="/src/old")
+    session = await plugin.write(ds, lambda store: store.create_session(started).row)
+    await plugin.write(ds, lambda store: finished_long_ago(store, session.id, 20, 20_000))
+
+    turns = 0
+    while await plugin.idle_work(ds):
+        turns += 1
+        assert turns < 1000
+
+    conn = sqlite3.connect(memory_path)
+    try:
+        assert payloads(conn) == 0
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    finally:
+        conn.close()
+    page = await ds.client.get(
+        "/-/claude-mem", cookies={"ds_actor": ds.client.actor_cookie({"id": "root"})}
+    )
+    assert "datasette claude-mem purge" in page.text
+
+
+@pytest.mark.asyncio
+async def test_the_upkeep_gets_its_turn_while_other_idle_work_never_runs_out_or_fails(
+    ds: Datasette, session_id: str, memory_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await plugin.write(ds, lambda store: finished_long_ago(store, session_id, 5, 1000))
+    embedded: list[int] = []
+
+    async def always_more(datasette: Datasette) -> int:
+        embedded.append(1)
+        return 1
+
+    async def always_failing(datasette: Datasette) -> int:
+        raise RuntimeError("the documents cannot be read")
+
+    monkeypatch.setattr(plugin, "_embed_one_batch", always_more)
+    monkeypatch.setattr(plugin, "_refresh_documents", always_failing)
+
+    for _ in range(6):
+        assert await plugin.idle_work(ds)
+
+    conn = sqlite3.connect(memory_path)
+    try:
+        assert payloads(conn) == 0
+    finally:
+        conn.close()
+    assert len(embedded) >= 3
+
+    # Once nothing does any work and something failed, the worker hears of it (and waits).
+    monkeypatch.setattr(plugin, "_embed_one_batch", always_failing)
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        for _ in range(1000):
+            await plugin.idle_work(ds)
