@@ -406,8 +406,9 @@ class Worker:
         try:
             with store.write():
                 write_log(store, item, getattr(result, "log", []))
-                if summary:
-                    # A session's summary, rebuilt: it replaces the one before.
+                if summary and not store.newer_item_done(item):
+                    # A session's summary, rebuilt: it replaces the one before, unless a
+                    # later Stop's summary was written first (this item was retried).
                     store.update_session(item.session_id, SessionUpdate(summary=result.summary))
                 # The code first: a change then never postdates the observation that made
                 # it, so the observation is not stale by its own change.

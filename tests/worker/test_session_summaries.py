@@ -301,3 +301,31 @@ def test_a_long_session_keeps_its_first_request_and_latest_prompts(
     facts = _summary_facts(store, session.id)
     assert facts["prompts"] == ["prompt 1", "prompt 5", "prompt 6"]
     assert summarise(facts).startswith("Request: prompt 1 (then, of 3 prompts: prompt 6)")
+
+
+def test_a_retried_older_stop_does_not_overwrite_the_newer_summary(store: Store, session) -> None:
+    from datasette_claude_mem.worker.loop import DefaultCompressor
+    from datasette_claude_mem.worker.session_summary import summary_item
+
+    first = store.enqueue(summary_item(session.id, "Started on the parser.")).row
+
+    class BrokenOnTheFirst(DefaultCompressor):
+        def __call__(self, item):
+            if item.id == first.id:
+                raise RuntimeError("model timed out")
+            return super().__call__(item)
+
+    broken_on_the_first = BrokenOnTheFirst()
+
+    assert Worker(broken_on_the_first).run_once(store).failed == 1
+    _observe(store, session.id, 1, "Ran the parser tests")
+    store.enqueue(summary_item(session.id, "Finished the parser."))
+    assert Worker(broken_on_the_first).run_once(store).done == 1
+    assert "Finished the parser." in store.get_session(session.id).summary
+
+    # Stop #1's item, retried after Stop #2's finished, completes without going back in time.
+    assert store.retry_failed(dead_letters=True) == 1
+    assert Worker().run_once(store).done == 1
+    assert store.get_queue_item(first.id).status == "done"
+    summary = store.get_session(session.id).summary
+    assert "Finished the parser." in summary and "Started on the parser." not in summary
