@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from datasette_claude_mem.storage.kinds import SUMMARY_ITEM_TOOL, ObservationType
+from datasette_claude_mem.storage.kinds import CHANGE_TOOLS, SUMMARY_ITEM_TOOL, ObservationType
 from datasette_claude_mem.storage.models import QueueItem, QueueItemCreate
 from datasette_claude_mem.worker.compress import Compressed, estimate_tokens
 from datasette_claude_mem.worker.summary_text import (
@@ -38,7 +38,6 @@ FACTS_KEY = "facts"
 MAX_OBSERVATIONS = 400
 MAX_PROMPTS = 50
 
-CHANGE_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 _TESTS_RE = re.compile(r"tests: ([^;]+)")
 _OUTCOME_RE = re.compile(r"Outcome: ([^;\[]+)")
 # Sentences of the last message that say something is not finished.
