@@ -583,7 +583,7 @@ async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
         if worker.budgeted:
             ask = worker.compressor.reservation(item)  # type: ignore[attr-defined]
             grant = await backend.write(functools.partial(reserve, item=item, ask=ask))
-        work = await backend.work(worker, item, root, grant, mapped)
+        work = await backend.work(worker, item, root, grant, mapped=mapped)
         finish = functools.partial(
             worker.finish,
             item=item,
