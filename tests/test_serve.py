@@ -58,7 +58,7 @@ async def test_shutdown_gives_the_workers_leases_back(
     waits again at once, the unfinished claim not counted as an attempt."""
     started = asyncio.Event()
 
-    async def endless(self, worker, item, root, grant=None):
+    async def endless(self, worker, item, root, grant=None, mapped=frozenset()):
         started.set()
         await asyncio.Event().wait()
 

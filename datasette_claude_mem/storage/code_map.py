@@ -138,6 +138,19 @@ class CodeMapStore:
             )
         return [FunctionMapEntry.model_validate(r) for r in rows]
 
+    def mapped_files(self, session_id: str, file_paths: list[str]) -> set[str]:
+        """Those of the files the function map already holds for the session's project:
+        for them upsert_functions never uses a stand-in baseline, so none need be made."""
+        if not file_paths:
+            return set()
+        project = self._session_project(session_id)
+        rows = self._all(
+            "SELECT DISTINCT file_path FROM function_map WHERE project = ? "
+            "AND file_path IN (SELECT value FROM json_each(?))",
+            [project, json.dumps(file_paths)],
+        )
+        return {r["file_path"] for r in rows}
+
     def _latest_function_rows(
         self, project: str, file_path: str, exclude_session: str | None = None
     ) -> list[dict]:

@@ -115,8 +115,10 @@ class EventLogStore:
         session_id: str | None = None,
         project: str | None = None,
         limit: int = 100,
+        *,
+        oldest_first: bool = False,
     ) -> list[EventLogEntry]:
-        """Events newest first, filtered by type, session and project."""
+        """Events newest first (or oldest first), filtered by type, session and project."""
         where, params = [], []
         for column, value in (
             ("event_type", event_type),
@@ -129,5 +131,6 @@ class EventLogStore:
         sql = "SELECT * FROM event_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        order = "" if oldest_first else " DESC"
+        sql += f" ORDER BY created_at{order}, id{order} LIMIT ?"
         return [EventLogEntry.model_validate(r) for r in self._all(sql, [*params, limit])]

@@ -111,6 +111,11 @@ class EntryKind(StrEnum):
 # counted as a tool use.
 SUMMARY_ITEM_TOOL = "claude-mem:session-summary"
 
+# The Claude Code tools that change a file: search ranks their observations first, typing
+# calls them changes, and a session summary lists their files as changed
+# (storage/migrations.py spells the same names out).
+CHANGE_TOOLS = ("Edit", "MultiEdit", "Write", "NotebookEdit")
+
 
 class ObservationType(StrEnum):
     """What a tool use was for, as a later session wants to know it.

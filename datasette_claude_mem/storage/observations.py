@@ -117,6 +117,17 @@ class ObservationStore:
         )
         return _OBSERVATIONS.validate_python(rows)
 
+    def latest_observations(self, session_id: str, limit: int = 100) -> list[Observation]:
+        """A session's newest ``limit`` observations that are not forgotten, oldest first:
+        what a summary of the session may say, its latest part when it is long."""
+        rows = self._all(
+            f"SELECT {_observation_columns(False)} FROM observations "
+            "WHERE session_id = ? AND forgotten_at IS NULL "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            [session_id, limit],
+        )
+        return _OBSERVATIONS.validate_python(rows[::-1])
+
     def recent_observations(
         self,
         project: str,

@@ -194,6 +194,19 @@ class QueueStore:
         assert item is not None
         return item, made
 
+    def newer_item_done(self, item: QueueItem) -> bool:
+        """Whether a later item of the same session and tool is already done: a retried
+        summary item then has nothing newer to say than what that one wrote."""
+        return bool(
+            self._one(
+                "SELECT 1 FROM pending_queue AS later, pending_queue AS this "
+                "WHERE this.id = ? AND later.session_id = this.session_id "
+                "AND later.tool_name = this.tool_name AND later.status = 'done' "
+                "AND (later.created_at, later.id) > (this.created_at, this.id) LIMIT 1",
+                [item.id],
+            )
+        )
+
     def fail(self, item_id: str, worker: str, error: str) -> QueueItem:
         """Record a failed attempt: retried after a backoff, or a dead letter when none are left."""
         with self.write() as conn:

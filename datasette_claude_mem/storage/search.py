@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from datasette_claude_mem.storage.kinds import ObservationType
+from datasette_claude_mem.storage.kinds import CHANGE_TOOLS, ObservationType
 from datasette_claude_mem.storage.models import SearchHit
 from datasette_claude_mem.storage.staleness import mark_stale
 
@@ -31,9 +31,6 @@ RRF_K = 60
 HTML_MARKS = ("\x02", "\x03")
 TEXT_MARKS = ("[", "]")
 
-# Changes are what people look for most: an Edit that fixed a bug should outrank the Reads
-# around it that mention the same words.
-CHANGE_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
 TYPES: tuple[str, ...] = tuple(ObservationType)
 
 
@@ -97,6 +94,8 @@ SOURCES: tuple[Source, ...] = (
         "'')",
         where="t.forgotten_at IS NULL",
         obs_type="t.type",
+        # Changes are what people look for most: an Edit that fixed a bug should outrank
+        # the Reads around it that mention the same words.
         boost="CASE WHEN t.tool_name IN ({}) THEN 1.5 ELSE 1.0 END".format(
             ", ".join(f"'{tool}'" for tool in CHANGE_TOOLS)
         ),

@@ -3,7 +3,8 @@
 Claude Code tells us most of it: a Read's content, an Edit's or MultiEdit's
 ``originalFile``, a Write's previous content (or that it created the file). Where the tool
 use does not say, the file as committed at git HEAD stands in, and only when no session
-has recorded the file yet (the store decides); a file outside any repository is taken as
+has recorded the file yet (the store decides; git is not asked when the worker already
+knows the map holds the file); a file outside any repository is taken as
 it is now, so nothing is claimed changed that cannot be known.
 """
 
@@ -105,13 +106,18 @@ def baseline_for(
     relative: str,
     is_item_file: bool,
     current: list[FunctionInfo],
-) -> Baseline:
-    """The first state of one file an item touched, by the order of the module docstring."""
+    mapped: bool = False,
+) -> Baseline | None:
+    """The first state of one file an item touched, by the order of the module docstring;
+    None when only git could say and the function map already holds the file (`mapped`),
+    since the store then ignores a stand-in: no git process for nothing."""
     if is_item_file:
         before = _functions(text_before(tool_name, tool_input, raw_output))
         if before is not None:
             return Baseline(before, fallback=False)
         if tool_name == "Read":
             return Baseline(current, fallback=False)  # reading changes nothing
+    if mapped:
+        return None
     head = _functions(git_head_text(root, relative))
     return Baseline(head if head is not None else current, fallback=True)

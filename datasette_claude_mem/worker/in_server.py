@@ -69,11 +69,16 @@ class InServerWorker:
         return await self.writer(fn)
 
     async def work(
-        self, worker: Worker, item: QueueItem, root: str | None, grant: Grant | None = None
+        self,
+        worker: Worker,
+        item: QueueItem,
+        root: str | None,
+        grant: Grant | None = None,
+        mapped: frozenset[str] = frozenset(),
     ) -> Work:
         """The heavy part in the worker process (its default compressor asks no budget)."""
         try:
-            return await self.process.run(Job(item, root, worker.index_code))
+            return await self.process.run(Job(item, root, worker.index_code, mapped))
         except WorkerProcessDied as error:
             # The item fails this attempt; an item that kills the process every time
             # ends as a dead letter instead of killing it forever.

@@ -34,13 +34,18 @@ from datasette_claude_mem.worker.compress import (
     TITLE_MAX,
     Compressed,
     as_text,
-    compress,
     estimate_tokens,
     files_from_tool_input,
 )
-from datasette_claude_mem.worker.loop import Failure, Grant, LogRecord, Reservation, budget_spent
+from datasette_claude_mem.worker.loop import (
+    DefaultCompressor,
+    Failure,
+    Grant,
+    LogRecord,
+    Reservation,
+    budget_spent,
+)
 from datasette_claude_mem.worker.session_summary import (
-    compress_summary,
     facts_of,
     is_summary,
     labelled,
@@ -118,16 +123,8 @@ Answer with one JSON object and nothing else:
 """
 
 
-def _offline(item: QueueItem) -> Compressed:
-    if is_summary(item):
-        return compress_summary(item)
-    return compress(
-        item.tool_name,
-        item.tool_input or {},
-        item.raw_output or "",
-        failure=item.failure,
-        prompt=item.prompt,
-    )
+# The loop's default compressor: what an item gets without the model.
+_offline = DefaultCompressor()
 
 
 _FENCE_RE = re.compile(r"```[a-zA-Z]*[ \t]*\n?(.*?)```", re.DOTALL)

@@ -227,8 +227,21 @@ class SourceIndex:
     baseline: Baseline | None = None
 
 
-def read_sources(item: QueueItem, project_dir: str | None) -> list[SourceIndex]:
-    """Read and parse the Python files an item touched; no database work, so no lock held."""
+def mapped_sources(store: Store, item: QueueItem, root: str | None) -> frozenset[str]:
+    """The item's Python files the function map already holds: read before the heavy work,
+    so it asks git for a stand-in first state only where one can matter."""
+    if not root or not item.files_touched:
+        return frozenset()
+    found = (_project_file(Path(root), path) for path in item.files_touched)
+    relatives = [f[1] for f in found if f is not None]
+    return frozenset(store.mapped_files(item.session_id, relatives))
+
+
+def read_sources(
+    item: QueueItem, project_dir: str | None, mapped: frozenset[str] = frozenset()
+) -> list[SourceIndex]:
+    """Read and parse the Python files an item touched; no database work, so no lock held.
+    ``mapped``: the files the function map already holds (see `mapped_sources`)."""
     if not project_dir or not item.files_touched:
         return []
     root = Path(project_dir)
@@ -255,6 +268,7 @@ def read_sources(item: QueueItem, project_dir: str | None) -> list[SourceIndex]:
             relative=relative,
             is_item_file=own_file is not None and own_file[0] == on_disk,
             current=functions,
+            mapped=relative in mapped,
         )
         parsed.append(SourceIndex(relative, functions, calls, baseline))
     return parsed
@@ -400,14 +414,16 @@ class Worker:
             return Outcome(item.id, False, error=message)
         if self.index_code and sources is None and index_error is None:
             try:
-                sources = read_sources(item, project_root(store, item))
+                root = project_root(store, item)
+                sources = read_sources(item, root, mapped_sources(store, item, root))
             except Exception as error:  # noqa: BLE001 - the index is a by-product
                 index_error = f"{type(error).__name__}: {error}"
         try:
             with store.write():
                 write_log(store, item, getattr(result, "log", []))
-                if summary:
-                    # A session's summary, rebuilt: it replaces the one before.
+                if summary and not store.newer_item_done(item):
+                    # A session's summary, rebuilt: it replaces the one before, unless a
+                    # later Stop's summary was written first (this item was retried).
                     store.update_session(item.session_id, SessionUpdate(summary=result.summary))
                 # The code first: a change then never postdates the observation that made
                 # it, so the observation is not stale by its own change.
@@ -487,7 +503,13 @@ class Work:
     pid: int | None = field(default_factory=os.getpid)  # None: it never ran
 
 
-def do_work(worker: Worker, item: QueueItem, root: str | None, grant: Grant | None = None) -> Work:
+def do_work(
+    worker: Worker,
+    item: QueueItem,
+    root: str | None,
+    grant: Grant | None = None,
+    mapped: frozenset[str] = frozenset(),
+) -> Work:
     """Compress one item and read the sources it touched, wherever this is called."""
     started = time.process_time()
     result = worker.compress(item, grant)
@@ -495,7 +517,7 @@ def do_work(worker: Worker, item: QueueItem, root: str | None, grant: Grant | No
     index_error = None
     if worker.index_code and not isinstance(result, Exception):
         try:
-            sources = read_sources(item, root)
+            sources = read_sources(item, root, mapped)
         except Exception as error:  # noqa: BLE001 - the index is a by-product
             index_error = f"{type(error).__name__}: {error}"
     return Work(result, sources, index_error, (time.process_time() - started) * 1000)
@@ -509,7 +531,12 @@ class Backend(Protocol):
     async def write(self, fn: Callable[[Store], T]) -> T: ...
 
     async def work(
-        self, worker: Worker, item: QueueItem, root: str | None, grant: Grant | None
+        self,
+        worker: Worker,
+        item: QueueItem,
+        root: str | None,
+        grant: Grant | None,
+        mapped: frozenset[str] = frozenset(),
     ) -> Work: ...
 
 
@@ -526,9 +553,14 @@ class LocalBackend:
         return fn(self.store)
 
     async def work(
-        self, worker: Worker, item: QueueItem, root: str | None, grant: Grant | None
+        self,
+        worker: Worker,
+        item: QueueItem,
+        root: str | None,
+        grant: Grant | None,
+        mapped: frozenset[str] = frozenset(),
     ) -> Work:
-        return do_work(worker, item, root, grant)
+        return do_work(worker, item, root, grant, mapped)
 
 
 async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
@@ -543,14 +575,15 @@ async def run_batch(worker: Worker, backend: Backend) -> BatchReport:
             # Read now, after the items queued before it were finished.
             facts = await backend.read(functools.partial(session_facts, item=item))
             item = with_facts(item, facts)
-        root = None
+        root, mapped = None, frozenset[str]()
         if worker.index_code:
             root = await backend.read(functools.partial(project_root, item=item))
+            mapped = await backend.read(functools.partial(mapped_sources, item=item, root=root))
         grant = None
         if worker.budgeted:
             ask = worker.compressor.reservation(item)  # type: ignore[attr-defined]
             grant = await backend.write(functools.partial(reserve, item=item, ask=ask))
-        work = await backend.work(worker, item, root, grant)
+        work = await backend.work(worker, item, root, grant, mapped=mapped)
         finish = functools.partial(
             worker.finish,
             item=item,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from datasette_claude_mem.storage.kinds import ObservationType
+from datasette_claude_mem.storage.kinds import CHANGE_TOOLS, ObservationType
 from datasette_claude_mem.worker.summary_text import EXIT_CODE_RE, PYTEST_RE, as_text
 
 T = ObservationType
@@ -24,7 +24,6 @@ T = ObservationType
 READ_TOOLS = frozenset(
     {"Read", "Grep", "Glob", "LS", "WebFetch", "WebSearch", "NotebookRead", "ToolSearch"}
 )
-CHANGE_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 PLAN_TOOLS = frozenset({"TodoWrite", "ExitPlanMode", "EnterPlanMode", "AskUserQuestion"})
 
 _TEST_RUNNERS = frozenset(

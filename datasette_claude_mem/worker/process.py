@@ -43,6 +43,7 @@ class Job:
     item: QueueItem
     root: str | None
     index_code: bool
+    mapped: frozenset[str] = frozenset()
 
 
 # The child
@@ -61,7 +62,7 @@ def handle(job: Job, worker: Worker) -> Work:
     """One job in the child: a failure is sent back as a message, never as an exception
     object, which might not survive pickling."""
     worker.index_code = job.index_code
-    work = do_work(worker, job.item, job.root)
+    work = do_work(worker, job.item, job.root, mapped=job.mapped)
     if isinstance(work.result, Exception) and not isinstance(work.result, Failure):
         work.result = Failure(f"{type(work.result).__name__}: {work.result}")
     return work

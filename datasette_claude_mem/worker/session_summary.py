@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from datasette_claude_mem.storage.kinds import SUMMARY_ITEM_TOOL, ObservationType
+from datasette_claude_mem.storage.kinds import CHANGE_TOOLS, SUMMARY_ITEM_TOOL, ObservationType
 from datasette_claude_mem.storage.models import QueueItem, QueueItemCreate
 from datasette_claude_mem.worker.compress import Compressed, estimate_tokens
 from datasette_claude_mem.worker.summary_text import (
@@ -38,7 +38,6 @@ FACTS_KEY = "facts"
 MAX_OBSERVATIONS = 400
 MAX_PROMPTS = 50
 
-CHANGE_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 _TESTS_RE = re.compile(r"tests: ([^;]+)")
 _OUTCOME_RE = re.compile(r"Outcome: ([^;\[]+)")
 # Sentences of the last message that say something is not finished.
@@ -76,11 +75,15 @@ def session_facts(store: Store, item: QueueItem) -> dict[str, Any]:
     """What the memory holds about the item's session, as plain JSON for the compressor."""
     session = store.get_session(item.session_id)
     root = session.project if session else ""
+    # The session's request is its first prompt; a long session keeps its latest ones too.
+    latest = store.query_events("UserPromptSubmit", item.session_id, limit=MAX_PROMPTS)[::-1]
+    if len(latest) == MAX_PROMPTS:
+        first = store.query_events("UserPromptSubmit", item.session_id, limit=1, oldest_first=True)
+        if first and first[0].id != latest[0].id:
+            latest = first + latest[1:]
     prompts = [
         str(event.data.get("prompt"))
-        for event in reversed(
-            store.query_events("UserPromptSubmit", item.session_id, limit=MAX_PROMPTS)
-        )
+        for event in latest
         if isinstance(event.data.get("prompt"), str)
     ]
     observations = [
@@ -92,7 +95,7 @@ def session_facts(store: Store, item: QueueItem) -> dict[str, Any]:
             "files": [_relative(path, root) for path in o.files_touched],
             "functions": list(o.functions_changed),
         }
-        for o in store.list_observations(item.session_id, limit=MAX_OBSERVATIONS)
+        for o in store.latest_observations(item.session_id, limit=MAX_OBSERVATIONS)
     ]
     functions = []
     if session is not None:

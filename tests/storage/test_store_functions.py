@@ -145,3 +145,14 @@ def test_function_map_survives_reopen(store: Store, session: Session, config) ->
     store.close()
     with Store(config.db_path) as reopened:
         assert reopened.latest_functions(session.project, FILE) == before
+
+
+def test_mapped_files_are_those_any_session_of_the_project_recorded(
+    store: Store, session: Session, tmp_path
+) -> None:
+    upsert(store, session, fn("a"))
+    later = next_session(store, session)
+    assert store.mapped_files(later.id, [FILE, "src/other.py"]) == {FILE}
+    elsewhere = store.create_session(SessionStart(project_dir=str(tmp_path / "elsewhere"))).row
+    assert store.mapped_files(elsewhere.id, [FILE]) == set()
+    assert store.mapped_files(later.id, []) == set()

@@ -441,3 +441,19 @@ def test_has_claimable_work_sees_each_kind_of_claimable_item(
     assert store.has_claimable_work() is True  # backoff over
     store.conn.execute("UPDATE pending_queue SET attempts = max_attempts WHERE id = ?", [item.id])
     assert store.has_claimable_work() is False  # a dead letter is not claimable
+
+
+def test_newer_item_done_sees_only_a_later_done_item_of_the_same_session_and_tool(
+    store: Store, session: Session
+) -> None:
+    def item(tool: str = "summary"):
+        return store.enqueue(QueueItemCreate(session_id=session.id, tool_name=tool)).row
+
+    older, newer, other_tool = item(), item(), item("Bash")
+    claimed = {i.id: i for i in store.claim(10, worker="w", lease_seconds=60)}
+    assert not store.newer_item_done(older)
+    store.complete(other_tool.id, "w")
+    assert not store.newer_item_done(older)
+    store.complete(newer.id, "w")
+    assert store.newer_item_done(claimed[older.id])
+    assert not store.newer_item_done(claimed[newer.id])

@@ -3,6 +3,8 @@ through the hook and the worker, and the function map says what each session cha
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -241,6 +243,46 @@ def test_git_head_does_not_outrank_what_an_earlier_session_recorded(
     second.edit("shop/pricing.py", "* qty\n", "* qty * 2\n", original=False)
     assert second.changes("shop/pricing.py")["unit_price"] == "unchanged"
     assert second.listed_as_changed() == {"line_total"}
+
+
+def counting_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """git on PATH as a wrapper of the real one that notes each `git show` it runs."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir, calls = tmp_path / "bin", tmp_path / "git-shows.log"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" show "*) echo "$*" >> "{calls}";; esac\nexec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_git_head_is_asked_only_for_a_file_the_map_does_not_know(
+    store: Store, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = counting_git(tmp_path, monkeypatch)
+    session = Session(store, repo, "s1")
+    session.edit("shop/pricing.py", '"apple": 3', '"apple": 4', original=False)
+    assert session.changes("shop/pricing.py")["unit_price"] == "modified"
+    assert len(calls.read_text().splitlines()) == 1
+    # The session now knows the file: its next edits are measured without asking git.
+    session.edit("shop/pricing.py", "* qty\n", "* qty * 2\n", original=False)
+    session.edit("shop/pricing.py", '"pear": 5', '"pear": 6', original=False)
+    changes = session.changes("shop/pricing.py")
+    assert changes == {
+        "unit_price": "modified",
+        "line_total": "modified",
+        "order_total": "unchanged",
+    }
+    assert len(calls.read_text().splitlines()) == 1
+    # Nor does another session, once any session has mapped the file.
+    second = Session(store, repo, "s2")
+    second.edit("shop/pricing.py", "return sum(", "return 0 + sum(", original=False)
+    assert second.changes("shop/pricing.py")["order_total"] == "modified"
+    assert len(calls.read_text().splitlines()) == 1
 
 
 OLD = "2001-01-01T00:00:00.000Z"

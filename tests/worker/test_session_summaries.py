@@ -245,3 +245,87 @@ def test_functions_of_files_only_read_are_not_listed_as_changed() -> None:
     lines = summarise(facts).splitlines()
     assert "Files changed: shop/pricing.py" in lines
     assert "Functions changed: apply_discount (modified)" in lines
+
+
+def _summary_facts(store: Store, session_id: str) -> dict[str, Any]:
+    from datasette_claude_mem.worker.session_summary import session_facts, summary_item
+
+    store.enqueue(summary_item(session_id, "Done."))
+    (item,) = store.claim(1, worker="t", lease_seconds=60)
+    return session_facts(store, item)
+
+
+def _observe(store: Store, session_id: str, n: int, title: str) -> str:
+    from datasette_claude_mem.storage.models import ObservationCreate
+
+    return store.create_observation(
+        ObservationCreate(session_id=session_id, tool_name="Bash", title=title, summary=title),
+        created_at=f"2026-01-01T00:00:{n:02d}.000000Z",
+    ).row.id
+
+
+def test_a_forgotten_observation_stays_out_of_the_summary(store: Store, session) -> None:
+    _observe(store, session.id, 1, "Ran the linter")
+    secret = _observe(store, session.id, 2, "Pasted the staging database dump")
+    store.forget(secret, "should not have been kept", "tester")
+    facts = _summary_facts(store, session.id)
+    assert [o["title"] for o in facts["observations"]] == ["Ran the linter"]
+    assert "staging database" not in summarise(facts)
+
+
+def test_a_long_session_keeps_its_newest_observations_in_order(
+    store: Store, session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datasette_claude_mem.worker import session_summary
+
+    monkeypatch.setattr(session_summary, "MAX_OBSERVATIONS", 3)
+    for n in range(1, 7):
+        _observe(store, session.id, n, f"step {n}")
+    facts = _summary_facts(store, session.id)
+    assert [o["title"] for o in facts["observations"]] == ["step 4", "step 5", "step 6"]
+
+
+def test_a_long_session_keeps_its_first_request_and_latest_prompts(
+    store: Store, session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datasette_claude_mem.worker import session_summary
+
+    monkeypatch.setattr(session_summary, "MAX_PROMPTS", 3)
+    for n in range(1, 7):
+        store.log_event(
+            "UserPromptSubmit",
+            {"prompt": f"prompt {n}"},
+            session_id=session.id,
+            created_at=f"2026-01-01T00:00:{n:02d}.000000Z",
+        )
+    facts = _summary_facts(store, session.id)
+    assert facts["prompts"] == ["prompt 1", "prompt 5", "prompt 6"]
+    assert summarise(facts).startswith("Request: prompt 1 (then, of 3 prompts: prompt 6)")
+
+
+def test_a_retried_older_stop_does_not_overwrite_the_newer_summary(store: Store, session) -> None:
+    from datasette_claude_mem.worker.loop import DefaultCompressor
+    from datasette_claude_mem.worker.session_summary import summary_item
+
+    first = store.enqueue(summary_item(session.id, "Started on the parser.")).row
+
+    class BrokenOnTheFirst(DefaultCompressor):
+        def __call__(self, item):
+            if item.id == first.id:
+                raise RuntimeError("model timed out")
+            return super().__call__(item)
+
+    broken_on_the_first = BrokenOnTheFirst()
+
+    assert Worker(broken_on_the_first).run_once(store).failed == 1
+    _observe(store, session.id, 1, "Ran the parser tests")
+    store.enqueue(summary_item(session.id, "Finished the parser."))
+    assert Worker(broken_on_the_first).run_once(store).done == 1
+    assert "Finished the parser." in store.get_session(session.id).summary
+
+    # Stop #1's item, retried after Stop #2's finished, completes without going back in time.
+    assert store.retry_failed(dead_letters=True) == 1
+    assert Worker().run_once(store).done == 1
+    assert store.get_queue_item(first.id).status == "done"
+    summary = store.get_session(session.id).summary
+    assert "Finished the parser." in summary and "Started on the parser." not in summary
