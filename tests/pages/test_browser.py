@@ -224,6 +224,7 @@ def test_row_pages_in_a_browser(browser, served: Served) -> None:
 
     visit(browser, served, "/-/claude-mem/context-preview?project=/src/alpha")
     markdown = browser.find_element(By.CSS_SELECTOR, "pre.cm-markdown").text
-    assert markdown.startswith("# Memory of /src/alpha")
+    assert markdown.startswith("# Memory of alpha\n"), "the heading names the folder"
+    assert "/src/alpha" not in markdown, "paths in the context are relative to the project"
     check_clean(browser)
     screenshot(browser, "context-preview")
