@@ -231,32 +231,31 @@ ORDER BY {ORDER}
 LIMIT {limit}"""
 
 
-def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...] | None:
-    """Kinds from a list or a comma-separated string; None (or empty) means every kind."""
-    if kinds is None:
+def _parse_list(
+    value: str | Iterable[str] | None, allowed: Sequence[str], field: str, noun: str
+) -> tuple[str, ...] | None:
+    """Names from a list or a comma-separated string, each one of `allowed`; None (or
+    empty) means all of them."""
+    if value is None:
         return None
-    items = kinds.split(",") if isinstance(kinds, str) else list(kinds)
-    wanted = tuple(dict.fromkeys(k.strip() for k in items if k and k.strip()))
-    unknown = [k for k in wanted if k not in KINDS]
+    items = value.split(",") if isinstance(value, str) else list(value)
+    wanted = tuple(dict.fromkeys(v.strip() for v in items if v and v.strip()))
+    unknown = [v for v in wanted if v not in allowed]
     if unknown:
         raise SearchError(
-            f"kinds: unknown kind {', '.join(map(repr, unknown))}; use {', '.join(KINDS)}"
+            f"{field}: unknown {noun} {', '.join(map(repr, unknown))}; use {', '.join(allowed)}"
         )
     return wanted or None
+
+
+def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """Kinds from a list or a comma-separated string; None (or empty) means every kind."""
+    return _parse_list(kinds, KINDS, "kinds", "kind")
 
 
 def parse_types(types: str | Iterable[str] | None) -> tuple[str, ...] | None:
     """Observation types from a list or a comma-separated string; None means any."""
-    if types is None:
-        return None
-    items = types.split(",") if isinstance(types, str) else list(types)
-    wanted = tuple(dict.fromkeys(t.strip() for t in items if t and t.strip()))
-    unknown = [t for t in wanted if t not in TYPES]
-    if unknown:
-        raise SearchError(
-            f"types: unknown type {', '.join(map(repr, unknown))}; use {', '.join(TYPES)}"
-        )
-    return wanted or None
+    return _parse_list(types, TYPES, "types", "type")
 
 
 class SearchResult(BaseModel):
