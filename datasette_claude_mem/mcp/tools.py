@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError
 
 from datasette_claude_mem import plugin
 from datasette_claude_mem.api.errors import ApiError
-from datasette_claude_mem.api.routes import authorise
+from datasette_claude_mem.api.routes import actor_name, authorise
 from datasette_claude_mem.mcp import answers
 from datasette_claude_mem.mcp.caller import SCOPE_KEY, Caller
 from datasette_claude_mem.names import WRITE_ACTION
@@ -305,7 +305,7 @@ async def forget(
     caller = _caller(ctx)
     await _check(caller, WRITE_ACTION)
     current = await _project(caller, session_id, project)
-    by = str((caller.actor or {}).get("id", "unknown"))
+    by = actor_name(caller.actor)
 
     def run(store: Store) -> Any:
         item = lookup.record(store, id)
