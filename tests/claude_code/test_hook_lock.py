@@ -15,6 +15,7 @@ import pytest
 from helpers import PROCESSES, MemServer, api_call, db_rows
 
 from datasette_claude_mem.claude_code.hook_spool import server_spool_path
+from datasette_claude_mem.claude_code.spool import INGESTING_SUFFIX
 from datasette_claude_mem.storage.models import LearningCreate, SessionStart
 from datasette_claude_mem.storage.store import Store
 
@@ -76,8 +77,14 @@ def test_hooks_are_answered_while_the_lock_is_held_and_stored_once_after(
     assert spooled.count("\n") == 8 and "ghp_" not in spooled
     expected = sorted(f"tool-{i}" for i in range(8))
     assert stored_tool_uses(mem_server.db_path, 8) == expected
-    # The writes that waited and the spool's pass stored each event once between them.
-    time.sleep(3)  # a further pass of the spool, had one been left to run
+    # The writes that waited and the spool's pass stored each event once between them: once
+    # the spool is taken in whole (its file and the one being read are gone), nothing more.
+    spool = server_spool_path(mem_server.db_path)
+    working = spool.with_name(spool.name + INGESTING_SUFFIX)
+    deadline = time.monotonic() + 30
+    while (spool.exists() or working.exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not spool.exists() and not working.exists(), "the spool was taken in"
     assert stored_tool_uses(mem_server.db_path, 8) == expected
     events = db_rows(
         mem_server.db_path, "SELECT id FROM event_log WHERE event_type = 'PostToolUse'"
